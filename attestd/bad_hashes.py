@@ -1,0 +1,118 @@
+"""The in-memory index of bad perceptual hashes, kept in step with the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from attestd.config import MatchingConfig
+from attestd.db.store import Store
+from attestd.model import HashEntry
+from scanner import FrameHashes, HammingIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexMatch:
+    entry: HashEntry
+    kind: str  # pdq | phash
+    distance: int
+    frame: int
+
+
+class BadHashIndex:
+    """Perceptual look-up of blocked and known-bad hashes (pure: no I/O)."""
+
+    def __init__(self, matching: MatchingConfig) -> None:
+        self.matching = matching
+        self._pdq: HammingIndex[int] = HammingIndex(256)
+        self._phash: HammingIndex[int] = HammingIndex(64)
+        self._entries: dict[int, HashEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: HashEntry) -> None:
+        self._entries[entry.id] = entry
+        if entry.pdq and (entry.pdq_quality is None
+                          or entry.pdq_quality >= self.matching.pdq_min_quality):
+            self._pdq.add(entry.id, entry.pdq)
+        if entry.phash:
+            self._phash.add(entry.id, entry.phash)
+
+    def remove(self, entry_id: int) -> None:
+        self._entries.pop(entry_id, None)
+        self._pdq.remove(entry_id)
+        self._phash.remove(entry_id)
+
+    def match(self, frames: Sequence[FrameHashes]) -> list[IndexMatch]:
+        """Entries near any frame, nearest first.
+
+        Frames below the PDQ quality floor are featureless (flat colour, tiny images):
+        neither of their hashes says much, so they match nothing perceptually.
+        """
+        found: dict[int, IndexMatch] = {}
+        for i, frame in enumerate(frames):
+            if frame.pdq_quality < self.matching.pdq_min_quality:
+                continue
+            for m in self._pdq.search(frame.pdq, self.matching.pdq_threshold):
+                self._keep(found, IndexMatch(self._entries[m.key], "pdq", m.distance, i))
+            for m in self._phash.search(frame.phash, self.matching.phash_threshold):
+                self._keep(found, IndexMatch(self._entries[m.key], "phash", m.distance, i))
+        return sorted(found.values(), key=lambda m: (m.distance, m.entry.id))
+
+    @staticmethod
+    def _keep(found: dict[int, IndexMatch], m: IndexMatch) -> None:
+        old = found.get(m.entry.id)
+        if old is None or m.distance < old.distance:
+            found[m.entry.id] = m
+
+
+class IndexFollower:
+    """Loads the index from the database and applies new changes as they appear.
+
+    Other node processes and the CLI write to the same tables, so each process follows
+    the ordered event log rather than trusting its own writes alone.
+    """
+
+    # PostgreSQL may commit event ids out of order; re-reading a short window behind the
+    # newest seen id catches late commits (applying an event twice is harmless).
+    REREAD_WINDOW = 1000
+
+    def __init__(self, store: Store, index: BadHashIndex) -> None:
+        self.store = store
+        self.index = index
+        self._last = 0
+
+    async def load(self) -> None:
+        entries, last = await self.store.load_active_entries()
+        for entry in entries:
+            self.index.add(entry)
+        self._last = last
+        log.info("hash index loaded: %d entries", len(entries))
+
+    async def catch_up(self) -> int:
+        """Apply events written since the last call; returns how many were new."""
+        events = await self.store.entry_events_since(max(0, self._last - self.REREAD_WINDOW))
+        new = 0
+        for event_id, active, entry in events:
+            # The entry's current state decides, so replaying an event is harmless.
+            if active:
+                self.index.add(entry)
+            else:
+                self.index.remove(entry.id)
+            if event_id > self._last:
+                new += 1
+                self._last = event_id
+        return new
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.catch_up()
+            except Exception:  # the database may be briefly unreachable; try again
+                log.exception("could not refresh the hash index")

@@ -1,0 +1,324 @@
+"""The ``attestd`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from attestd.config import Config, config_path, default_config_text, load_config
+from attestd.errors import AttestdError
+from attestd.keys import ensure_keys, load_keys
+from attestd.logs import setup_logging
+from attestd.model import AuditEntry
+from scanner import UnreadableImage, normalise_hex
+
+T = TypeVar("T")
+
+# Exit codes: 0 ok / all accepted, 1 rejected or failed, 2 usage, 3 configuration or database.
+EXIT_REJECTED, EXIT_USAGE, EXIT_SETUP = 1, 2, 3
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        cli(standalone_mode=True)
+    except AttestdError as exc:
+        click.echo(f"attestd: {exc}", err=True)
+        sys.exit(EXIT_SETUP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """attestd: federated image-hash attestation node.
+
+    The configuration file is $ATTESTD_CONFIG, or ./config.toml.
+    """
+
+
+def _config() -> Config:
+    cfg = load_config(require_file=False)
+    setup_logging(cfg.logging.level)
+    return cfg
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(coro_fn())
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+# -- init and database ----------------------------------------------------------------------
+
+@cli.command()
+@click.option("--base-url", help="Public URL of this node, e.g. https://attestd.example.org")
+def init(base_url: str | None) -> None:
+    """Write the config if missing, create the data folder and the node's keys.
+
+    Running it again changes nothing.
+    """
+    path = config_path()
+    if not path.exists():
+        text = default_config_text()
+        if base_url:
+            text = text.replace('base_url = "http://127.0.0.1:8080"',
+                                f"base_url = {json.dumps(base_url.rstrip('/'))}", 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        click.echo(f"wrote {path}")
+    else:
+        click.echo(f"{path} exists; left unchanged")
+    cfg = load_config(path)
+    if base_url and cfg.node.base_url != base_url.rstrip("/"):
+        click.echo(f"note: node.base_url stays {cfg.node.base_url}; edit {path} to change it")
+    cfg.node.data_dir.mkdir(parents=True, exist_ok=True)
+    for created in ensure_keys(cfg.keys_dir):
+        click.echo(f"generated {created}")
+    load_keys(cfg.keys_dir)  # refuses keys that are unreadable or readable by others
+    click.echo(f"node {cfg.node.base_url}: data in {cfg.node.data_dir}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to this version's newest revision."""
+    from alembic import command
+
+    from attestd.db.engine import alembic_config
+
+    cfg = _config()
+    if cfg.database.url.startswith("sqlite:///"):
+        Path(cfg.database.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        command.upgrade(alembic_config(cfg.database.url), "head")
+    except Exception as exc:
+        raise AttestdError(f"database upgrade failed: {exc}") from exc
+    click.echo("database schema is current")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show whether the database schema is current."""
+    from attestd.db.engine import check_schema_current, create_engine
+
+    cfg = _config()
+
+    async def go() -> None:
+        engine = create_engine(cfg.database.url)
+        try:
+            await check_schema_current(engine, cfg.database.url)
+        finally:
+            await engine.dispose()
+
+    _run(go)
+    click.echo("database schema is current")
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default: server.host)")
+@click.option("--port", type=int, help="Port to listen on (default: server.port)")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the node's HTTP server."""
+    from aiohttp import web
+
+    from attestd.db.engine import check_schema_current, create_engine
+    from attestd.http import create_app
+    from attestd.logs import RedactingAccessLogger
+
+    cfg = _config()
+    load_keys(cfg.keys_dir)
+
+    async def schema_ok() -> None:
+        engine = create_engine(cfg.database.url)
+        try:
+            await check_schema_current(engine, cfg.database.url)
+        finally:
+            await engine.dispose()
+
+    _run(schema_ok)  # fail fast, with the command to run, before binding the port
+    web.run_app(create_app(cfg), host=host or cfg.server.host, port=port or cfg.server.port,
+                access_log_class=RedactingAccessLogger, print=click.echo)
+
+
+# -- check ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line per file.")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+def check(as_json: bool, files: tuple[Path, ...]) -> None:
+    """Check local FILES through the same pipeline pict-rs uploads go through.
+
+    Exit 0 if all are accepted, 1 if any is rejected, 2 on usage errors.
+    """
+    from attestd.services import open_services
+
+    cfg = _config()
+    actor = _actor()
+
+    async def go() -> bool:
+        all_ok = True
+        async with open_services(cfg, follow_index=False) as svc:
+            for path in files:
+                outcome = await svc.pipeline.check(path.read_bytes(), actor=actor)
+                all_ok &= outcome.decision == "accept"
+                if as_json:
+                    click.echo(json.dumps({"file": str(path), **outcome.as_json(),
+                                           "pdq": outcome.hashes.first.pdq if outcome.hashes else None,
+                                           "phash": outcome.hashes.first.phash if outcome.hashes else None}))
+                else:
+                    click.echo(f"{outcome.decision.upper():6} {path}  "
+                               f"[{outcome.label or 'unknown'} by {outcome.source}] {outcome.reason}")
+        return all_ok
+
+    if not _run(go):
+        sys.exit(EXIT_REJECTED)
+
+
+# -- overrides --------------------------------------------------------------------------------
+
+@cli.group()
+def override() -> None:
+    """Admin overrides: allow or block images, strongest of all rules."""
+
+
+def _override_command(action: str) -> Callable[..., None]:
+    @click.argument("files", nargs=-1,
+                    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+    @click.option("--sha256", "shas", multiple=True, help="Exact sha256 (hex); repeatable.")
+    @click.option("--note", default="", help="Why (kept in the audit log).")
+    def cmd(files: tuple[Path, ...], shas: tuple[str, ...], note: str) -> None:
+        if not files and not shas:
+            raise click.UsageError("give FILE arguments or --sha256 HEX")
+        try:
+            hexes = [normalise_hex(s, 64, "--sha256") for s in shas]
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        cfg = _config()
+        _run(lambda: _set_overrides(cfg, action, files, hexes, note))
+    return cmd
+
+
+async def _set_overrides(cfg: Config, action: str, files: tuple[Path, ...],
+                         shas: list[str], note: str) -> None:
+    from attestd.services import open_services
+
+    actor = _actor()
+    failed = False
+    async with open_services(cfg, follow_index=False) as svc:
+        targets: list[tuple[str, str, Any]] = []
+        for path in files:
+            data = path.read_bytes()
+            try:
+                hashes = await svc.pool.hash(data)
+            except UnreadableImage as exc:
+                if action == "allow":
+                    from scanner import sha256_hex
+                    targets.append((str(path), sha256_hex(data), None))
+                    continue
+                click.echo(f"cannot block {path}: {exc.reason}. To block its exact bytes, "
+                           f"use --sha256", err=True)
+                failed = True
+                continue
+            await svc.store.save_image(hashes)
+            targets.append((str(path), hashes.sha256, hashes))
+        for sha in shas:
+            targets.append((sha, sha, await svc.store.get_hashes(sha)))
+        for label, sha, hashes in targets:
+            # Allow is exact sha256 only: a forged near-copy must never be whitelisted.
+            frames = hashes.frames if (hashes is not None and action == "block") else ()
+            ov = await svc.store.set_override(sha, action, note, actor, frames)
+            await svc.store.write_audit([AuditEntry(
+                actor=actor, action=f"override_{action}", sha256=sha, label=label,
+                source=f"override:{ov.id}", reason=note or None)])
+            how = f"exact + {len(frames)} perceptual hash set(s)" if frames else "exact sha256 only"
+            click.echo(f"{action} override {ov.id}: {label} ({sha}; {how})")
+    if failed:
+        sys.exit(EXIT_REJECTED)
+
+
+override.command("block", help="Block images (exact sha256, and perceptual near-copies of FILEs).")(
+    _override_command("block"))
+override.command("allow", help="Allow images by exact sha256 (never perceptually).")(
+    _override_command("allow"))
+
+
+@override.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def override_list(as_json: bool) -> None:
+    """List overrides."""
+    from attestd.db.engine import create_engine
+    from attestd.db.store import Store
+
+    cfg = _config()
+
+    async def go() -> list[Any]:
+        engine = create_engine(cfg.database.url)
+        try:
+            return await Store(engine).list_overrides()
+        finally:
+            await engine.dispose()
+
+    for ov in _run(go):
+        if as_json:
+            click.echo(json.dumps({"id": ov.id, "sha256": ov.sha256, "action": ov.action,
+                                   "note": ov.note, "created_by": ov.created_by,
+                                   "created_at": ov.created_at.isoformat()}))
+        else:
+            click.echo(f"{ov.id:>5} {ov.action:5} {ov.sha256} {ov.created_at:%Y-%m-%d %H:%M} "
+                       f"{ov.created_by} {ov.note}")
+
+
+@override.command("remove")
+@click.argument("override_id", required=False, type=int)
+@click.option("--sha256", help="Remove the override of this sha256.")
+def override_remove(override_id: int | None, sha256: str | None) -> None:
+    """Remove an override by ID (from `override list`) or by --sha256."""
+    from attestd.db.engine import create_engine
+    from attestd.db.store import Store
+
+    if (override_id is None) == (sha256 is None):
+        raise click.UsageError("give either an override ID or --sha256 HEX")
+    if sha256:
+        try:
+            sha256 = normalise_hex(sha256, 64, "--sha256")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    cfg = _config()
+    actor = _actor()
+
+    async def go() -> Any:
+        engine = create_engine(cfg.database.url)
+        try:
+            store = Store(engine)
+            removed = await store.remove_override(override_id=override_id, sha256=sha256)
+            if removed is not None:
+                await store.write_audit([AuditEntry(
+                    actor=actor, action="override_remove", sha256=removed.sha256,
+                    source=f"override:{removed.id}")])
+            return removed
+        finally:
+            await engine.dispose()
+
+    removed = _run(go)
+    if removed is None:
+        click.echo("no such override", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"removed {removed.action} override {removed.id} ({removed.sha256})")

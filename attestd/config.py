@@ -1,0 +1,234 @@
+"""The node's configuration: a typed, frozen structure loaded once at start.
+
+Sources, later winning: the built-in defaults, the TOML file, ``ATTESTD_*`` variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from attestd.errors import ConfigError
+
+ENV_PREFIX = "ATTESTD_"
+CONFIG_ENV = "ATTESTD_CONFIG"
+DEFAULT_CONFIG_PATH = "config.toml"
+
+Action = Literal["accept", "reject"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Section):
+    base_url: str = "http://127.0.0.1:8080"
+    data_dir: Path = Path("data")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///data/attestd.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER:PASS@HOST/DB")
+        return v
+
+
+class PictrsConfig(_Section):
+    allowed_callers: tuple[str, ...] = ()
+    allowed_ips: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    max_body_bytes: int = Field(40 * 1024 * 1024, ge=1024)
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)")
+        return v
+
+    @field_validator("allowed_callers")
+    @classmethod
+    def _callers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for caller in v:
+            if not caller or "/" in caller or caller == "IPADDR":
+                raise ValueError(f"{caller!r} cannot be a caller name")
+        return v
+
+
+class ScannerConfig(_Section):
+    workers: int = Field(0, ge=0, le=256)
+    max_pixels: int = Field(100_000_000, ge=1)
+    max_frames: int = Field(16, ge=1, le=1000)
+    decode_timeout_s: float = Field(10.0, gt=0)
+    worker_memory_mib: int = Field(2048, ge=128)
+
+
+class MatchingConfig(_Section):
+    pdq_threshold: int = Field(31, ge=0, le=256)
+    pdq_min_quality: int = Field(50, ge=0, le=100)
+    phash_threshold: int = Field(8, ge=0, le=64)
+
+
+class ClassifierConfig(_Section):
+    enabled: bool = False
+
+
+class ActionsConfig(_Section):
+    ok: Action = "accept"
+    nsfw: Action = "accept"
+    csam_suspect: Action = "reject"
+    unreadable: Action = "reject"
+    blocked: Action = "reject"
+
+    def for_label(self, label: str) -> Action:
+        """The action for ``label``; labels not listed (new ones from peers) are rejected."""
+        action: Action = getattr(self, label, "reject")
+        return action
+
+
+class PolicyConfig(_Section):
+    on_unknown: Literal["reject", "accept", "accept_and_rescan"] = "accept"
+    deadline_s: float = Field(8.0, gt=0, le=300)
+    actions: ActionsConfig = ActionsConfig()
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    node: NodeConfig = NodeConfig()
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    pictrs: PictrsConfig = PictrsConfig()
+    scanner: ScannerConfig = ScannerConfig()
+    matching: MatchingConfig = MatchingConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    policy: PolicyConfig = PolicyConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    # Where the file was read from; relative paths were resolved against its folder.
+    source: Path | None = None
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.node.data_dir / "keys"
+
+
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The config file in use: ``$ATTESTD_CONFIG`` or ``./config.toml``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).absolute()
+
+
+def default_config_text() -> str:
+    """The documented default configuration, as ``attestd init`` writes it."""
+    return resources.files("attestd").joinpath("default_config.toml").read_text("utf-8")
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None,
+                *, require_file: bool = False) -> Config:
+    """Load the file (if present) and the environment overrides; validate everything.
+
+    Raises ConfigError naming the offending key.
+    """
+    env = os.environ if environ is None else environ
+    path = path or config_path(env)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    elif require_file:
+        raise ConfigError(f"{path} does not exist; run `attestd init` to create it")
+    for dotted, value in _env_overrides(env):
+        _set_nested(data, dotted, value)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    return _resolve_paths(cfg, path.parent)
+
+
+def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
+    out: list[tuple[list[str], Any]] = []
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(
+                f"environment variable {name}: expected ATTESTD_<SECTION>__<KEY>, e.g. ATTESTD_SERVER__PORT"
+            )
+        out.append((parts, _parse_env_value(raw)))
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{'.'.join(keys)}: {k} is a value, not a table")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def _describe(exc: ValidationError, path: Path) -> str:
+    lines = [f"invalid configuration ({path} and ATTESTD_* environment):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling against config.toml)")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    data_dir = cfg.node.data_dir if cfg.node.data_dir.is_absolute() else base / cfg.node.data_dir
+    url = cfg.database.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///"):]
+        if rel and rel != ":memory:":
+            url = "sqlite:///" + str((base / rel).resolve())
+    return cfg.model_copy(update={
+        "node": cfg.node.model_copy(update={"data_dir": data_dir.resolve()}),
+        "database": cfg.database.model_copy(update={"url": url}),
+        "source": base / "config.toml" if cfg.source is None else cfg.source,
+    })

@@ -1,0 +1,1 @@
+"""Database access: schema, engine, migrations, and the store the pipeline uses."""

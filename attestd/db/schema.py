@@ -1,0 +1,134 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations are the source of truth for
+the database; these mirror them for queries, and a test checks the two agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+images = Table(
+    "images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("media_type", String(64), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("frame_count", Integer, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
+image_frames = Table(
+    "image_frames",
+    metadata,
+    Column("sha256", String(64), ForeignKey("images.sha256", ondelete="CASCADE"), primary_key=True),
+    Column("frame_index", Integer, primary_key=True),
+    Column("pdq", String(64), nullable=False),
+    Column("pdq_quality", Integer, nullable=False),
+    Column("phash", String(16), nullable=False),
+)
+
+# Verdicts this node holds about an image, with where each came from.
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    Column("label", String(32), nullable=False),
+    # classifier | human_review | hash_list
+    Column("method", String(32), nullable=False),
+    # Human-readable provenance: model id, reviewer, list name.
+    Column("source", Text, nullable=False),
+    Column("model", Text, nullable=True),
+    Column("detail", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retracted_at", DateTime(timezone=True), nullable=True),
+    Index("ix_verdicts_sha256", "sha256"),
+)
+
+overrides = Table(
+    "overrides",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    Column("action", String(8), nullable=False),  # allow | block
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("sha256", name="uq_overrides_sha256"),
+)
+
+# Perceptual hashes that make an image bad when a check's hashes come near them: blocked
+# overrides, own bad verdicts, imported lists. Loaded into the in-memory index.
+hash_entries = Table(
+    "hash_entries",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("pdq", String(64), nullable=True),
+    Column("pdq_quality", Integer, nullable=True),
+    Column("phash", String(16), nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("label", String(32), nullable=False),
+    # e.g. "override:12", "verdict:7", "list:ncmec"
+    Column("source", Text, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_hash_entries_source", "source"),
+)
+
+# Every change to hash_entries, in order, so each node process can keep its index in
+# step with the database by reading what is new.
+hash_events = Table(
+    "hash_events",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("entry_id", IdType, nullable=False),
+    Column("op", String(8), nullable=False),  # add | remove
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False),  # who asked: pict-rs caller, CLI user, admin
+    Column("action", String(32), nullable=False),  # check | override_add | override_remove …
+    Column("sha256", String(64), nullable=True),
+    Column("decision", String(16), nullable=True),  # accept | reject
+    Column("label", String(32), nullable=True),
+    Column("source", Text, nullable=True),  # what decided
+    Column("reason", Text, nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_sha256", "sha256"),
+)
+
+# Images waiting for a classifier (policy.on_unknown = accept_and_rescan, or a queue).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # queued | done | failed
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("sha256", "state", name="uq_jobs_sha256_state"),
+    Index("ix_jobs_state", "state"),
+)

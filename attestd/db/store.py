@@ -1,0 +1,246 @@
+"""The node's storage, behind narrow methods that take and return plain dataclasses.
+
+One SQLAlchemy implementation serves SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from attestd.db import schema as t
+from attestd.model import AuditEntry, HashEntry, Lookup, Override, Verdict, utcnow
+from scanner import FrameHashes, ImageHashes
+
+
+class Store:
+    """Reads and writes the node's tables."""
+
+    def __init__(self, engine: AsyncEngine, *, hash_cache_size: int = 50_000) -> None:
+        self.engine = engine
+        # An image's hashes never change once computed, so they are cached freely.
+        self._hash_cache: OrderedDict[str, ImageHashes] = OrderedDict()
+        self._hash_cache_size = hash_cache_size
+
+    # -- images ---------------------------------------------------------------------------
+
+    async def lookup(self, sha256: str) -> Lookup:
+        """The stored hashes, override and newest live verdict for ``sha256``."""
+        async with self.engine.connect() as conn:
+            override_row = (await conn.execute(
+                select(t.overrides).where(t.overrides.c.sha256 == sha256))).first()
+            verdict_row = (await conn.execute(
+                select(t.verdicts)
+                .where(and_(t.verdicts.c.sha256 == sha256, t.verdicts.c.retracted_at.is_(None)))
+                .order_by(t.verdicts.c.id.desc()).limit(1))).first()
+            hashes = self._hash_cache.get(sha256)
+            if hashes is None:
+                hashes = await self._load_hashes(conn, sha256)
+        return Lookup(
+            hashes=hashes,
+            override=_override(override_row) if override_row else None,
+            verdict=_verdict(verdict_row) if verdict_row else None,
+        )
+
+    async def get_hashes(self, sha256: str) -> ImageHashes | None:
+        """The stored hashes of ``sha256``, if it was ever hashed."""
+        cached = self._hash_cache.get(sha256)
+        if cached is not None:
+            return cached
+        async with self.engine.connect() as conn:
+            return await self._load_hashes(conn, sha256)
+
+    async def _load_hashes(self, conn: AsyncConnection, sha256: str) -> ImageHashes | None:
+        img = (await conn.execute(select(t.images).where(t.images.c.sha256 == sha256))).first()
+        if img is None:
+            return None
+        rows = (await conn.execute(
+            select(t.image_frames).where(t.image_frames.c.sha256 == sha256)
+            .order_by(t.image_frames.c.frame_index))).all()
+        hashes = ImageHashes(
+            sha256=img.sha256, media_type=img.media_type, width=img.width, height=img.height,
+            frame_count=img.frame_count,
+            frames=tuple(FrameHashes(pdq=r.pdq, pdq_quality=r.pdq_quality, phash=r.phash)
+                         for r in rows),
+        )
+        self._remember(hashes)
+        return hashes
+
+    def _remember(self, hashes: ImageHashes) -> None:
+        self._hash_cache[hashes.sha256] = hashes
+        self._hash_cache.move_to_end(hashes.sha256)
+        while len(self._hash_cache) > self._hash_cache_size:
+            self._hash_cache.popitem(last=False)
+
+    async def save_image(self, hashes: ImageHashes) -> None:
+        """Record an image's hashes; a second save of the same sha256 changes nothing."""
+        async with self.engine.begin() as conn:
+            exists = (await conn.execute(
+                select(t.images.c.sha256).where(t.images.c.sha256 == hashes.sha256))).first()
+            if exists is None:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(insert(t.images).values(
+                            sha256=hashes.sha256, media_type=hashes.media_type,
+                            width=hashes.width, height=hashes.height,
+                            frame_count=hashes.frame_count, first_seen=utcnow()))
+                        await conn.execute(insert(t.image_frames), [
+                            {"sha256": hashes.sha256, "frame_index": i, "pdq": f.pdq,
+                             "pdq_quality": f.pdq_quality, "phash": f.phash}
+                            for i, f in enumerate(hashes.frames)])
+                except IntegrityError:
+                    pass  # another process saved it first; the hashes are the same
+        self._remember(hashes)
+
+    # -- verdicts -------------------------------------------------------------------------
+
+    async def add_verdict(self, sha256: str, label: str, method: str, source: str,
+                          model: str | None = None, detail: dict[str, Any] | None = None) -> Verdict:
+        """Record a verdict of this node's own."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            vid = (await conn.execute(insert(t.verdicts).values(
+                sha256=sha256, label=label, method=method, source=source, model=model,
+                detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
+        return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
+                       model=model, created_at=now)
+
+    # -- overrides ------------------------------------------------------------------------
+
+    async def set_override(self, sha256: str, action: str, note: str, created_by: str,
+                           frames: Sequence[FrameHashes] = ()) -> Override:
+        """Allow or block ``sha256``, replacing any earlier override of it.
+
+        A block also indexes ``frames`` so perceptual near-copies are blocked too.
+        """
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            old = (await conn.execute(
+                select(t.overrides.c.id).where(t.overrides.c.sha256 == sha256))).scalar()
+            if old is not None:
+                await self._deactivate(conn, f"override:{old}")
+                await conn.execute(delete(t.overrides).where(t.overrides.c.id == old))
+            oid = (await conn.execute(insert(t.overrides).values(
+                sha256=sha256, action=action, note=note, created_by=created_by,
+                created_at=now).returning(t.overrides.c.id))).scalar_one()
+            if action == "block":
+                await self._add_entries(conn, [
+                    dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha256,
+                         label="blocked", source=f"override:{oid}") for f in frames
+                ])
+        return Override(id=oid, sha256=sha256, action=action,  # type: ignore[arg-type]
+                        note=note, created_by=created_by, created_at=now)
+
+    async def remove_override(self, *, override_id: int | None = None,
+                              sha256: str | None = None) -> Override | None:
+        """Remove an override by id or sha256; returns what was removed, or None."""
+        cond = t.overrides.c.id == override_id if override_id is not None \
+            else t.overrides.c.sha256 == sha256
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(t.overrides).where(cond))).first()
+            if row is None:
+                return None
+            await self._deactivate(conn, f"override:{row.id}")
+            await conn.execute(delete(t.overrides).where(t.overrides.c.id == row.id))
+        return _override(row)
+
+    async def list_overrides(self) -> list[Override]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.overrides).order_by(t.overrides.c.id))).all()
+        return [_override(r) for r in rows]
+
+    # -- the perceptual index's source ----------------------------------------------------
+
+    async def add_hash_entries(self, entries: Iterable[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            await self._add_entries(conn, list(entries))
+
+    async def _add_entries(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        now = utcnow()
+        for row in rows:
+            eid = (await conn.execute(insert(t.hash_entries).values(
+                active=True, created_at=now, **row).returning(t.hash_entries.c.id))).scalar_one()
+            await conn.execute(insert(t.hash_events).values(entry_id=eid, op="add"))
+
+    async def _deactivate(self, conn: AsyncConnection, source: str) -> None:
+        ids = (await conn.execute(select(t.hash_entries.c.id).where(and_(
+            t.hash_entries.c.source == source, t.hash_entries.c.active.is_(True))))).scalars().all()
+        if not ids:
+            return
+        await conn.execute(update(t.hash_entries).where(t.hash_entries.c.id.in_(ids))
+                           .values(active=False))
+        await conn.execute(insert(t.hash_events), [{"entry_id": i, "op": "remove"} for i in ids])
+
+    async def load_active_entries(self) -> tuple[list[HashEntry], int]:
+        """Every active entry and the newest event id (where to follow from)."""
+        async with self.engine.connect() as conn:
+            last = (await conn.execute(select(func.max(t.hash_events.c.id)))).scalar() or 0
+            rows = (await conn.execute(
+                select(t.hash_entries).where(t.hash_entries.c.active.is_(True)))).all()
+        return [_entry(r) for r in rows], int(last)
+
+    async def entry_events_since(self, after: int, limit: int = 10_000
+                                 ) -> list[tuple[int, bool, HashEntry]]:
+        """Events after ``after`` as (event id, entry active now, entry), oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.hash_events.c.id.label("event_id"), t.hash_entries)
+                .join(t.hash_entries, t.hash_entries.c.id == t.hash_events.c.entry_id)
+                .where(t.hash_events.c.id > after).order_by(t.hash_events.c.id).limit(limit))).all()
+        return [(int(r.event_id), bool(r.active), _entry(r)) for r in rows]
+
+    # -- jobs and audit -------------------------------------------------------------------
+
+    async def enqueue_job(self, sha256: str, reason: str) -> bool:
+        """Queue ``sha256`` for classification; False if it is already queued."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(t.jobs).values(
+                    sha256=sha256, state="queued", reason=reason, created_at=utcnow()))
+            return True
+        except IntegrityError:
+            return False
+
+    async def queue_depth(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(t.jobs).where(t.jobs.c.state == "queued"))).scalar_one())
+
+    async def write_audit(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(t.audit_log), [
+                {"at": e.at, "actor": e.actor, "action": e.action, "sha256": e.sha256,
+                 "decision": e.decision, "label": e.label, "source": e.source,
+                 "reason": e.reason, "detail": e.detail} for e in entries])
+
+    async def recent_audit(self, limit: int = 100, sha256: str | None = None) -> list[AuditEntry]:
+        q = select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
+        if sha256:
+            q = q.where(t.audit_log.c.sha256 == sha256)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [AuditEntry(actor=r.actor, action=r.action, at=r.at, sha256=r.sha256,
+                           decision=r.decision, label=r.label, source=r.source, reason=r.reason,
+                           detail=r.detail) for r in rows]
+
+
+def _override(r: Any) -> Override:
+    return Override(id=int(r.id), sha256=r.sha256, action=r.action, note=r.note,
+                    created_by=r.created_by, created_at=r.created_at)
+
+
+def _verdict(r: Any) -> Verdict:
+    return Verdict(id=int(r.id), sha256=r.sha256, label=r.label, method=r.method,
+                   source=r.source, model=r.model, created_at=r.created_at)
+
+
+def _entry(r: Any) -> HashEntry:
+    return HashEntry(id=int(r.id), label=r.label, source=r.source, pdq=r.pdq,
+                     pdq_quality=r.pdq_quality, phash=r.phash, sha256=r.sha256)

@@ -1,0 +1,57 @@
+"""Which earlier judgement decides a check: pure functions, no I/O (DESIGN.md, steps 1–4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attestd.bad_hashes import IndexMatch
+from attestd.config import ActionsConfig, PolicyConfig
+from attestd.model import CheckOutcome, Lookup
+
+
+def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
+                 actions: ActionsConfig) -> CheckOutcome | None:
+    """The outcome from overrides, own verdicts and the bad-hash index, strongest first.
+
+    Returns None when nothing judged the image (it needs classifying).
+    """
+    ov = lookup.override
+    if ov is not None and ov.action == "allow":
+        return CheckOutcome(sha256, actions.for_label("ok"), "ok", f"override:{ov.id}",
+                            "an admin allowed this exact image", hashes=lookup.hashes)
+    if ov is not None and ov.action == "block":
+        return CheckOutcome(sha256, actions.blocked, "blocked", f"override:{ov.id}",
+                            "an admin blocked this exact image", hashes=lookup.hashes)
+    override_hits = [m for m in matches if m.entry.source.startswith("override:")]
+    if override_hits:
+        m = override_hits[0]
+        return CheckOutcome(
+            sha256, actions.blocked, "blocked", m.entry.source,
+            f"perceptually matches an image an admin blocked ({m.kind} distance {m.distance})",
+            hashes=lookup.hashes, detail=_match_detail(m))
+    v = lookup.verdict
+    if v is not None:
+        return CheckOutcome(sha256, actions.for_label(v.label), v.label, f"verdict:{v.id}",
+                            f"judged {v.label} earlier by {v.method} ({v.source})",
+                            hashes=lookup.hashes)
+    if matches:
+        m = matches[0]
+        return CheckOutcome(
+            sha256, actions.for_label(m.entry.label), m.entry.label, m.entry.source,
+            f"perceptually matches a known {m.entry.label} image from {m.entry.source} "
+            f"({m.kind} distance {m.distance})",
+            hashes=lookup.hashes, detail=_match_detail(m))
+    return None
+
+
+def decide_unknown(sha256: str, policy: PolicyConfig, why: str,
+                   lookup_hashes: object = None) -> CheckOutcome:
+    """The outcome when nobody has judged the image: ``policy.on_unknown``."""
+    decision = "reject" if policy.on_unknown == "reject" else "accept"
+    return CheckOutcome(sha256, decision, None, "policy:on_unknown",
+                        f"{why}; policy.on_unknown = {policy.on_unknown}",
+                        hashes=lookup_hashes)  # type: ignore[arg-type]
+
+
+def _match_detail(m: IndexMatch) -> dict[str, object]:
+    return {"match": m.kind, "distance": m.distance, "frame": m.frame, "entry": m.entry.id}

@@ -1,0 +1,41 @@
+"""``create_app(config)``: the same factory for ``serve``, tests and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from attestd.config import Config
+from attestd.errors import ConfigError
+from attestd.http import ops, scan
+from attestd.http.appkeys import CONFIG, INDEX, METRICS, PIPELINE, STORE
+from attestd.http.errors import error_middleware
+from attestd.metrics import Metrics
+from attestd.services import open_services
+
+
+def create_app(config: Config) -> web.Application:
+    """The node's aiohttp application; its resources start and stop with it."""
+    if config.classifier.enabled:
+        raise ConfigError("classifier.enabled = true: the CLIP classifier is not part of this "
+                          "version yet; set it to false (checks then follow policy.on_unknown)")
+    app = web.Application(
+        middlewares=[error_middleware],
+        # The scan handler streams and caps the body itself; this caps form parsing.
+        client_max_size=config.pictrs.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_node_services)
+    scan.add_routes(app)
+    ops.add_routes(app)
+    return app
+
+
+async def _node_services(app: web.Application) -> AsyncIterator[None]:
+    async with open_services(app[CONFIG], metrics=app[METRICS]) as services:
+        app[STORE] = services.store
+        app[INDEX] = services.index
+        app[PIPELINE] = services.pipeline
+        yield

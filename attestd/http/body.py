@@ -1,0 +1,88 @@
+"""Reading an upload's bytes from a pict-rs request: raw body or multipart, size-capped."""
+
+from __future__ import annotations
+
+from aiohttp import BodyPartReader, web
+
+from attestd.errors import RequestError
+
+# Types no image check can honour. SVG and HTML can carry scripts; refusing them by type
+# gives a clearer answer than failing to decode them.
+_REFUSED_TYPES = ("image/svg+xml", "text/", "application/json", "application/xml",
+                  "application/xhtml+xml", "application/pdf", "application/javascript")
+_ACCEPTED_PREFIXES = ("image/", "video/", "application/octet-stream", "multipart/form-data")
+
+CHUNK = 64 * 1024
+
+
+async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str | None]:
+    """The uploaded bytes and their claimed media type.
+
+    Raises RequestError 413 as soon as the body is known to exceed ``limit`` (before it
+    is read whole), 415 for types that are not images, 400 for malformed multipart.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise RequestError(413, f"the body is {length} bytes, over the limit of {limit} "
+                                "(pictrs.max_body_bytes)", limit=limit)
+    ctype = request.content_type if request.headers.get("Content-Type") else None
+    if ctype is not None:
+        _check_type(ctype)
+    if ctype == "multipart/form-data":
+        return await _read_multipart(request, limit)
+    data = await _read_capped(request.content.iter_chunked(CHUNK), limit)
+    return data, ctype
+
+
+def _check_type(ctype: str) -> None:
+    if any(ctype.startswith(p) for p in _REFUSED_TYPES):
+        raise RequestError(415, f"{ctype} is not an image type attestd checks; send the image "
+                                "bytes with an image/* or video/* Content-Type",
+                           content_type=ctype)
+    if not ctype.startswith(_ACCEPTED_PREFIXES):
+        raise RequestError(415, f"unsupported Content-Type {ctype}; send image/*, video/*, "
+                                "application/octet-stream or multipart/form-data",
+                           content_type=ctype)
+
+
+async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, str | None]:
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                continue
+            # pictrs-safety took the field "file"; any part carrying a file name will do.
+            if part.name in ("file", "image", "images[]") or part.filename:
+                ptype = part.headers.get("Content-Type")
+                if ptype:
+                    _check_type(ptype.split(";")[0].strip().lower())
+                data = await _read_capped(_part_chunks(part), limit)
+                return data, ptype
+            await part.release()
+    except RequestError:
+        raise
+    except (ValueError, AssertionError, RuntimeError) as exc:
+        raise RequestError(400, f"malformed multipart body: {exc}") from None
+    raise RequestError(400, "the multipart body has no file part; send the image as the "
+                            "field \"file\"")
+
+
+async def _part_chunks(part: BodyPartReader):  # type: ignore[no-untyped-def]
+    while True:
+        chunk = await part.read_chunk(CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _read_capped(chunks, limit: int) -> bytes:  # type: ignore[no-untyped-def]
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > limit:
+            raise RequestError(413, f"the body is over the limit of {limit} bytes "
+                                    "(pictrs.max_body_bytes)", limit=limit)
+    return bytes(buf)

@@ -1,0 +1,87 @@
+"""The pict-rs external-validation endpoint (drop-in for pictrs-safety's route shape).
+
+pict-rs POSTs the stored bytes; any 2xx accepts the upload, anything else rejects it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+
+from aiohttp import web
+
+from attestd.config import PictrsConfig
+from attestd.errors import RequestError
+from attestd.http.appkeys import CONFIG, PIPELINE
+from attestd.http.body import read_upload
+from attestd.model import CheckOutcome
+
+# Status for an unreadable image the policy rejects, by what was wrong with it.
+_UNREADABLE_STATUS = {"empty": 400, "corrupt": 400, "unsupported": 415, "too_large": 413,
+                      "timeout": 422, "crashed": 422}
+
+IP_CALLER = "IPADDR"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/scan/{caller}", scan_as_caller)
+    app.router.add_post("/api/v1/scan", scan_by_address)
+
+
+async def scan_as_caller(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG].pictrs
+    caller = request.match_info["caller"]
+    actor = authorise_caller(cfg, caller, request.remote)
+    return await _scan(request, actor)
+
+
+async def scan_by_address(request: web.Request) -> web.Response:
+    actor = authorise_caller(request.app[CONFIG].pictrs, IP_CALLER, request.remote)
+    return await _scan(request, actor)
+
+
+def authorise_caller(cfg: PictrsConfig, caller: str, remote: str | None) -> str:
+    """The audit name of an allowed caller; raises RequestError 401 otherwise."""
+    if caller == IP_CALLER:
+        if remote and _address_allowed(remote, cfg.allowed_ips):
+            return f"pictrs:{remote}"
+        raise RequestError(401, f"the address {remote} is not in pictrs.allowed_ips; add its "
+                                "network there or use a caller name from pictrs.allowed_callers")
+    # Compare against every name, in constant time, so timing reveals nothing about them.
+    given = caller.encode()
+    ok = False
+    for allowed in cfg.allowed_callers:
+        ok |= hmac.compare_digest(given, allowed.encode())
+    if not ok:
+        raise RequestError(401, "unknown caller; configure this name in pictrs.allowed_callers")
+    # The name is a secret: the audit log keeps only a digest that tells callers apart.
+    return f"pictrs:{hashlib.sha256(given).hexdigest()[:8]}"
+
+
+def _address_allowed(remote: str, networks: tuple[str, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+async def _scan(request: web.Request, actor: str) -> web.Response:
+    cfg = request.app[CONFIG]
+    data, _claimed = await read_upload(request, cfg.pictrs.max_body_bytes)
+    if not data:
+        raise RequestError(400, "the body is empty: send the image bytes")
+    outcome = await request.app[PIPELINE].check(data, actor=actor)
+    return web.json_response(outcome.as_json(), status=status_for(outcome))
+
+
+def status_for(outcome: CheckOutcome) -> int:
+    """200 accepts; a reject is 406, or a 4xx naming what was wrong with unreadable bytes."""
+    if outcome.decision == "accept":
+        return 200
+    if outcome.unreadable_kind is not None:
+        return _UNREADABLE_STATUS[outcome.unreadable_kind]
+    return 406

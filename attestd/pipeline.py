@@ -1,0 +1,103 @@
+"""The check pipeline for one image (DESIGN.md, "The check pipeline")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from attestd.audit import AuditWriter
+from attestd.bad_hashes import BadHashIndex
+from attestd.blobs import BlobStore
+from attestd.config import PolicyConfig
+from attestd.db.store import Store
+from attestd.decisions import decide_known, decide_unknown
+from attestd.metrics import Metrics
+from attestd.model import INDEXED_LABELS, AuditEntry, CheckOutcome
+from scanner import ImageHashes, UnreadableImage, sha256_hex
+from scanner.classifier import Classifier
+
+log = logging.getLogger(__name__)
+
+Hasher = Callable[[bytes], Awaitable[ImageHashes]]
+
+
+class CheckPipeline:
+    """Decides accept or reject for image bytes, recording why."""
+
+    def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
+                 policy: PolicyConfig, audit: AuditWriter, blobs: BlobStore,
+                 metrics: Metrics | None = None, classifier: Classifier | None = None) -> None:
+        self.store = store
+        self.index = index
+        self.hasher = hasher
+        self.policy = policy
+        self.audit = audit
+        self.blobs = blobs
+        self.metrics = metrics
+        self.classifier = classifier
+
+    async def check(self, data: bytes, *, actor: str) -> CheckOutcome:
+        """Check ``data`` for ``actor`` (a pict-rs caller, the CLI, a sweep)."""
+        started = time.perf_counter()
+        sha = sha256_hex(data)
+        try:
+            async with asyncio.timeout(self.policy.deadline_s):
+                outcome = await self._decide(sha, data)
+        except TimeoutError:
+            outcome = await self._unknown(sha, data, None,
+                                          f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s")
+        self.audit.add(AuditEntry(
+            actor=actor, action="check", sha256=sha, decision=outcome.decision,
+            label=outcome.label, source=outcome.source, reason=outcome.reason,
+            detail=outcome.detail or None))
+        if self.metrics is not None:
+            self.metrics.checks.labels(outcome.decision, outcome.label or "unknown",
+                                       outcome.source.split(":", 1)[0]).inc()
+            self.metrics.check_seconds.observe(time.perf_counter() - started)
+        return outcome
+
+    async def _decide(self, sha: str, data: bytes) -> CheckOutcome:
+        lookup = await self.store.lookup(sha)
+        hashes = lookup.hashes
+        if hashes is None and lookup.override is None:
+            try:
+                hashes = await self.hasher(data)
+            except UnreadableImage as exc:
+                return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
+                                    "decoder", exc.reason, unreadable_kind=exc.kind)
+            await self.store.save_image(hashes)
+            lookup = type(lookup)(hashes=hashes, override=lookup.override, verdict=lookup.verdict)
+        matches = self.index.match(hashes.frames) if hashes is not None else []
+        outcome = decide_known(sha, lookup, matches, self.policy.actions)
+        if outcome is not None:
+            return outcome
+        assert hashes is not None
+        if self.classifier is not None:
+            return await self._classify(sha, data, hashes)
+        return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
+                                   "classifier is enabled")
+
+    async def _classify(self, sha: str, data: bytes, hashes: ImageHashes) -> CheckOutcome:
+        assert self.classifier is not None
+        result = await self.classifier.classify(data, hashes)
+        verdict = await self.store.add_verdict(
+            sha, result.label, "classifier", f"classifier:{result.model_id}",
+            model=result.model_id, detail={"scores": result.scores,
+                                           "publishable": result.publishable})
+        if result.label in INDEXED_LABELS:
+            await self.store.add_hash_entries(
+                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha,
+                     label=result.label, source=f"verdict:{verdict.id}") for f in hashes.frames)
+        return CheckOutcome(sha, self.policy.actions.for_label(result.label), result.label,
+                            f"verdict:{verdict.id}",
+                            f"classified {result.label} by {result.model_id}", hashes=hashes)
+
+    async def _unknown(self, sha: str, data: bytes, hashes: ImageHashes | None,
+                       why: str) -> CheckOutcome:
+        if self.policy.on_unknown == "accept_and_rescan":
+            # Keep the bytes so a classifier can judge the image once one is free.
+            await asyncio.to_thread(self.blobs.put, sha, data)
+            await self.store.enqueue_job(sha, "accept_and_rescan")
+        return decide_unknown(sha, self.policy, why, hashes)

@@ -1,0 +1,74 @@
+"""Starting and stopping the node's resources, shared by the server and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from attestd.audit import AuditWriter
+from attestd.bad_hashes import BadHashIndex, IndexFollower
+from attestd.blobs import BlobStore
+from attestd.config import Config
+from attestd.db.engine import check_schema_current, create_engine
+from attestd.db.store import Store
+from attestd.metrics import Metrics
+from attestd.pipeline import CheckPipeline
+from scanner import DecodeLimits
+from scanner.pool import DecodePool
+
+
+@dataclass
+class NodeServices:
+    store: Store
+    index: BadHashIndex
+    follower: IndexFollower
+    pool: DecodePool
+    pipeline: CheckPipeline
+
+
+@contextlib.asynccontextmanager
+async def open_services(config: Config, *, metrics: Metrics | None = None,
+                        follow_index: bool = True) -> AsyncIterator[NodeServices]:
+    """Database, index, decoder pool, audit writer and pipeline; closed in reverse order.
+
+    Raises DatabaseNotReady if the schema is missing or old.
+    """
+    engine = create_engine(config.database.url)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        await check_schema_current(engine, config.database.url)
+        store = Store(engine)
+        index = BadHashIndex(config.matching)
+        follower = IndexFollower(store, index)
+        await follower.load()
+        if follow_index:
+            task = asyncio.create_task(follower.run(), name="index-follower")
+            stack.push_async_callback(_cancel, task)
+        pool = open_decode_pool(config)
+        stack.callback(pool.close)
+        audit = AuditWriter(store)
+        audit.start()
+        stack.push_async_callback(audit.close)
+        pipeline = CheckPipeline(
+            store=store, index=index, hasher=pool.hash, policy=config.policy, audit=audit,
+            blobs=BlobStore(config.node.data_dir / "blobs"), metrics=metrics)
+        yield NodeServices(store=store, index=index, follower=follower, pool=pool,
+                           pipeline=pipeline)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def open_decode_pool(config: Config) -> DecodePool:
+    """The decoder pool configured by ``[scanner]``."""
+    sc = config.scanner
+    return DecodePool(
+        DecodeLimits(max_bytes=config.pictrs.max_body_bytes, max_pixels=sc.max_pixels,
+                     max_frames=sc.max_frames),
+        workers=sc.workers or None, timeout_s=sc.decode_timeout_s,
+        memory_limit_bytes=sc.worker_memory_mib * 1024 * 1024)

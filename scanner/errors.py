@@ -1,0 +1,28 @@
+"""The scanner's exception hierarchy: every failure to read an image is an ``UnreadableImage``."""
+
+from __future__ import annotations
+
+
+class ScannerError(Exception):
+    """Base class for errors raised by the scanner package."""
+
+
+class UnreadableImage(ScannerError):
+    """The bytes could not be turned into hashes.
+
+    ``kind`` says whose problem it is, so callers can map it to a status:
+    ``empty``, ``corrupt``, ``unsupported``, ``too_large``, ``timeout``, ``crashed``.
+    """
+
+    KINDS = frozenset({"empty", "corrupt", "unsupported", "too_large", "timeout", "crashed"})
+
+    def __init__(self, kind: str, reason: str) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown unreadable kind {kind!r}")
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[UnreadableImage], tuple[str, str]]:
+        # Travels back from worker processes through pickle.
+        return (UnreadableImage, (self.kind, self.reason))

@@ -1,0 +1,72 @@
+"""A pool of worker processes that decode and hash images.
+
+A hostile file can crash or hang a codec; in a separate process that costs one worker,
+which pebble replaces, and the caller gets ``UnreadableImage`` instead of a dead node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import resource
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from pebble import ProcessExpired, ProcessPool
+
+from scanner.decoding import DecodeLimits, hash_image_bytes
+from scanner.errors import UnreadableImage
+from scanner.hashes import ImageHashes
+
+
+class DecodePool:
+    """Hashes images in worker processes with a per-image time limit."""
+
+    def __init__(
+        self,
+        limits: DecodeLimits,
+        *,
+        workers: int | None = None,
+        timeout_s: float = 10.0,
+        memory_limit_bytes: int | None = 2 * 1024**3,
+        max_tasks_per_worker: int = 2000,
+    ) -> None:
+        self.limits = limits
+        self.timeout_s = timeout_s
+        self._pool = ProcessPool(
+            max_workers=workers or max(1, os.cpu_count() or 1),
+            max_tasks=max_tasks_per_worker,
+            initializer=_limit_memory,
+            initargs=(memory_limit_bytes,),
+            context=multiprocessing.get_context("forkserver"),
+        )
+
+    async def hash(self, data: bytes) -> ImageHashes:
+        """Hash ``data`` in a worker. Raises UnreadableImage for anything it cannot read."""
+        future = self._pool.schedule(hash_image_bytes, args=(data, self.limits),
+                                     timeout=self.timeout_s)
+        try:
+            return await asyncio.wrap_future(future)
+        except UnreadableImage:
+            raise
+        except FutureTimeout:
+            raise UnreadableImage(
+                "timeout", f"decoding took longer than {self.timeout_s:g} s (scanner.decode_timeout_s)"
+            )
+        except ProcessExpired as exc:
+            raise UnreadableImage("crashed", f"the decoder crashed on this file (exit {exc.exitcode})")
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        """Stop the workers; pending work is cancelled."""
+        self._pool.stop()
+        self._pool.join(timeout=5)
+
+
+def _limit_memory(limit: int | None) -> None:
+    # A decompression bomb that slips past the pixel check fails with MemoryError
+    # inside the worker instead of pushing the machine into swap.
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
