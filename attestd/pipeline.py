@@ -14,7 +14,7 @@ from attestd.config import PolicyConfig
 from attestd.db.store import Store
 from attestd.decisions import decide_known, decide_unknown
 from attestd.metrics import Metrics
-from attestd.model import INDEXED_LABELS, AuditEntry, CheckOutcome
+from attestd.model import AuditEntry, CheckOutcome
 from scanner import ImageHashes, UnreadableImage, sha256_hex
 from scanner.classifier import Classifier
 
@@ -82,14 +82,10 @@ class CheckPipeline:
     async def _classify(self, sha: str, data: bytes, hashes: ImageHashes) -> CheckOutcome:
         assert self.classifier is not None
         result = await self.classifier.classify(data, hashes)
-        verdict = await self.store.add_verdict(
-            sha, result.label, "classifier", f"classifier:{result.model_id}",
+        verdict = await self.store.record_verdict(
+            hashes, result.label, "classifier", f"classifier:{result.model_id}",
             model=result.model_id, detail={"scores": result.scores,
                                            "publishable": result.publishable})
-        if result.label in INDEXED_LABELS:
-            await self.store.add_hash_entries(
-                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha,
-                     label=result.label, source=f"verdict:{verdict.id}") for f in hashes.frames)
         return CheckOutcome(sha, self.policy.actions.for_label(result.label), result.label,
                             f"verdict:{verdict.id}",
                             f"classified {result.label} by {result.model_id}", hashes=hashes)

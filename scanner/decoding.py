@@ -60,6 +60,10 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
         raise UnreadableImage(
             "too_large", f"the image is {len(data)} bytes, over the limit of {limits.max_bytes}"
         )
+    if _looks_like_markup(data):
+        raise UnreadableImage(
+            "unsupported", "the bytes are markup (SVG, HTML or XML), not a raster image; "
+            "vector images can carry scripts and are not accepted")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -70,7 +74,7 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
         raise UnreadableImage("too_large", "decoding the image needed more memory than allowed")
     except UnidentifiedImageError:
         raise UnreadableImage(
-            "unsupported", "the bytes are not an image in a supported format "
+            "corrupt", "the bytes are not a readable image in any supported format "
             f"({', '.join(sorted(set(SUPPORTED_FORMATS.values())))})"
         )
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
@@ -78,11 +82,19 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
         raise UnreadableImage("corrupt", f"the image is corrupt or truncated: {exc}")
 
 
+def _looks_like_markup(data: bytes) -> bool:
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return head.startswith((b"<?xml", b"<svg", b"<!doctype", b"<html", b"<!--", b"<head",
+                            b"<body", b"<script"))
+
+
 def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
     with Image.open(io.BytesIO(data)) as im:
         fmt = im.format or "unknown"
         if fmt not in SUPPORTED_FORMATS:
-            raise UnreadableImage("unsupported", f"{fmt} images are not supported")
+            raise UnreadableImage(
+                "unsupported", f"{fmt} images are not supported; accepted: "
+                f"{', '.join(sorted(set(SUPPORTED_FORMATS.values())))}")
         width, height = im.size
         if width <= 0 or height <= 0:
             raise UnreadableImage("corrupt", f"the image claims an empty size {width}x{height}")

@@ -14,7 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from attestd.db import schema as t
-from attestd.model import AuditEntry, HashEntry, Lookup, Override, Verdict, utcnow
+from attestd.model import (
+    INDEXED_LABELS,
+    AuditEntry,
+    HashEntry,
+    Lookup,
+    Override,
+    Verdict,
+    utcnow,
+)
 from scanner import FrameHashes, ImageHashes
 
 
@@ -109,6 +117,17 @@ class Store:
                 detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
         return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
                        model=model, created_at=now)
+
+    async def record_verdict(self, hashes: ImageHashes, label: str, method: str, source: str,
+                             model: str | None = None,
+                             detail: dict[str, Any] | None = None) -> Verdict:
+        """Record an own verdict; a bad label also indexes the image's perceptual hashes."""
+        verdict = await self.add_verdict(hashes.sha256, label, method, source, model, detail)
+        if label in INDEXED_LABELS:
+            await self.add_hash_entries(
+                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=hashes.sha256,
+                     label=label, source=f"verdict:{verdict.id}") for f in hashes.frames)
+        return verdict
 
     # -- overrides ------------------------------------------------------------------------
 

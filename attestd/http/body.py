@@ -60,6 +60,12 @@ async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, str 
                 if ptype:
                     _check_type(ptype.split(";")[0].strip().lower())
                 data = await _read_capped(_part_chunks(part), limit)
+                if not part.at_eof():
+                    raise RequestError(400, "malformed multipart body: it ended before the "
+                                            "file part's closing boundary (truncated upload?)")
+                # Read to the final boundary so a truncated body is noticed, not half-used.
+                while (rest := await reader.next()) is not None:
+                    await rest.release()
                 return data, ptype
             await part.release()
     except RequestError:

@@ -1,0 +1,38 @@
+# attestd: `make run` starts a node on the embedded defaults; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: run test bench lint clean
+
+run: $(VENV)/.installed-node
+	$(BIN)/attestd init
+	$(BIN)/attestd db upgrade
+	$(BIN)/attestd serve
+
+test: $(VENV)/.installed-all
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-all
+	$(BIN)/python bench/bench_scan.py
+
+lint: $(VENV)/.installed-all
+	$(BIN)/ruff check attestd scanner activitypub tests bench
+	$(BIN)/mypy
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamps: reinstall only when pyproject.toml changes.
+$(VENV)/.installed-node: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[postgres]'
+	touch $@
+
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[classifier,postgres,dev]'
+	touch $@ $(VENV)/.installed-node
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
