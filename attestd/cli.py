@@ -246,8 +246,9 @@ async def _set_overrides(cfg: Config, action: str, files: tuple[Path, ...],
             frames = hashes.frames if (hashes is not None and action == "block") else ()
             ov = await svc.store.set_override(sha, action, note, actor, frames)
             await svc.store.write_audit([AuditEntry(
-                actor=actor, action=f"override_{action}", sha256=sha, label=label,
-                source=f"override:{ov.id}", reason=note or None)])
+                actor=actor, action=f"override_{action}", sha256=sha,
+                label="blocked" if action == "block" else "ok", source=f"override:{ov.id}",
+                reason=note or None, detail={"given": label, "perceptual_frames": len(frames)})])
             how = f"exact + {len(frames)} perceptual hash set(s)" if frames else "exact sha256 only"
             click.echo(f"{action} override {ov.id}: {label} ({sha}; {how})")
     if failed:

@@ -10,6 +10,7 @@ import asyncio
 import multiprocessing
 import os
 import resource
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessExpired, ProcessPool
@@ -30,8 +31,10 @@ class DecodePool:
         timeout_s: float = 10.0,
         memory_limit_bytes: int | None = 2 * 1024**3,
         max_tasks_per_worker: int = 2000,
+        func: Callable[[bytes, DecodeLimits], ImageHashes] = hash_image_bytes,
     ) -> None:
         self.limits = limits
+        self._func = func
         self.timeout_s = timeout_s
         self._pool = ProcessPool(
             max_workers=workers or max(1, os.cpu_count() or 1),
@@ -43,7 +46,7 @@ class DecodePool:
 
     async def hash(self, data: bytes) -> ImageHashes:
         """Hash ``data`` in a worker. Raises UnreadableImage for anything it cannot read."""
-        future = self._pool.schedule(hash_image_bytes, args=(data, self.limits),
+        future = self._pool.schedule(self._func, args=(data, self.limits),
                                      timeout=self.timeout_s)
         try:
             return await asyncio.wrap_future(future)
@@ -58,6 +61,11 @@ class DecodePool:
         except asyncio.CancelledError:
             future.cancel()
             raise
+        except MemoryError:
+            raise UnreadableImage("too_large", "decoding needed more memory than a decoder "
+                                               "may use (scanner.worker_memory_mib)")
+        except Exception as exc:  # any other decoder failure is the file's, not the node's
+            raise UnreadableImage("corrupt", f"the decoder failed on this file: {exc}")
 
     def close(self) -> None:
         """Stop the workers; pending work is cancelled."""

@@ -18,7 +18,7 @@ def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     draw = ImageDraw.Draw(img)
     for _ in range(14):
         x0, y0 = rnd.randrange(w), rnd.randrange(h)
-        x1, y1 = x0 + rnd.randrange(40, w // 2), y0 + rnd.randrange(40, h // 2)
+        x1, y1 = x0 + rnd.randrange(w // 16, w // 2 + 1), y0 + rnd.randrange(h // 16, h // 2 + 1)
         colour = tuple(rnd.randrange(256) for _ in range(3))
         (draw.ellipse if rnd.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
     return img.filter(ImageFilter.GaussianBlur(2))

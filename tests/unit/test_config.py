@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from attestd.config import Config, default_config_text, load_config
+from attestd.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def test_root_config_is_what_init_writes_and_parses_to_the_defaults(tmp_path: Path) -> None:
+    assert (ROOT / "config.toml").read_text() == default_config_text()
+    from_file = load_config(ROOT / "config.toml", {})
+    builtin = load_config(tmp_path / "missing.toml", {})
+    # Same values, apart from paths resolved against each file's folder.
+    a = from_file.model_dump(exclude={"source", "node", "database"})
+    b = builtin.model_dump(exclude={"source", "node", "database"})
+    assert a == b
+
+
+def test_every_key_is_documented_in_config_toml() -> None:
+    documented = tomllib.loads(default_config_text())
+
+    def keys(model: type, prefix: str = "") -> set[str]:
+        out = set()
+        for name, field in model.model_fields.items():
+            if name == "source":
+                continue
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                out |= keys(ann, f"{prefix}{name}.")
+            else:
+                out.add(prefix + name)
+        return out
+
+    def flat(d: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+        return out
+
+    assert keys(Config) == flat(documented)
+
+
+def test_environment_overrides_parse_toml_values(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, ""), {
+        "ATTESTD_SERVER__PORT": "9090",
+        "ATTESTD_PICTRS__ALLOWED_CALLERS": '["alpha", "beta"]',
+        "ATTESTD_NODE__BASE_URL": "https://attestd.example.org/",
+        "ATTESTD_POLICY__ACTIONS__NSFW": "reject",
+        "ATTESTD_CLASSIFIER__ENABLED": "false",
+        "UNRELATED": "x",
+    })
+    assert cfg.server.port == 9090
+    assert cfg.pictrs.allowed_callers == ("alpha", "beta")
+    assert cfg.node.base_url == "https://attestd.example.org"
+    assert cfg.policy.actions.nsfw == "reject"
+
+
+def test_environment_beats_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[server]\nport = 1234\n")
+    assert load_config(path, {}).server.port == 1234
+    assert load_config(path, {"ATTESTD_SERVER__PORT": "4321"}).server.port == 4321
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, '[node]\ndata_dir = "d"\n[database]\nurl = "sqlite:///d/x.db"\n'), {})
+    assert cfg.node.data_dir == tmp_path / "d"
+    assert cfg.database.url == f"sqlite:///{tmp_path / 'd' / 'x.db'}"
+
+
+@pytest.mark.parametrize("text,env,needle", [
+    ("[server]\nprot = 1\n", {}, "server.prot: unknown key"),
+    ("[nonsense]\na = 1\n", {}, "nonsense: unknown key"),
+    ("", {"ATTESTD_SERVER__PORT": "eighty"}, "server.port"),
+    ("", {"ATTESTD_SERVER__PORT": "70000"}, "server.port"),
+    ("", {"ATTESTD_POLICY__ON_UNKNOWN": "maybe"}, "policy.on_unknown"),
+    ("", {"ATTESTD_PICTRS__ALLOWED_IPS": '["not-a-net"]'}, "pictrs.allowed_ips"),
+    ("", {"ATTESTD_DATABASE__URL": "mysql://x"}, "database.url"),
+    ("", {"ATTESTD_PORT": "1"}, "ATTESTD_<SECTION>__<KEY>"),
+    ("[server\n", {}, "not valid TOML"),
+])
+def test_bad_config_stops_with_the_key_named(tmp_path: Path, text: str, env: dict,
+                                             needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text), env)
+    assert needle in str(err.value)
+
+
+def test_missing_file_is_an_error_only_when_required(tmp_path: Path) -> None:
+    load_config(tmp_path / "nope.toml", {})
+    with pytest.raises(ConfigError, match="attestd init"):
+        load_config(tmp_path / "nope.toml", {}, require_file=True)

@@ -1,0 +1,89 @@
+"""The order in which earlier judgements decide (DESIGN.md steps 1, 2 and 4)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from attestd.bad_hashes import BadHashIndex, IndexMatch
+from attestd.config import ActionsConfig, MatchingConfig, PolicyConfig
+from attestd.decisions import decide_known, decide_unknown
+from attestd.model import HashEntry, Lookup, Override, Verdict
+from scanner import FrameHashes
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SHA = "ab" * 32
+ACTIONS = ActionsConfig()
+
+
+def _override(action: str) -> Override:
+    return Override(1, SHA, action, "", "admin", NOW)  # type: ignore[arg-type]
+
+
+def _verdict(label: str) -> Verdict:
+    return Verdict(7, SHA, label, "classifier", "classifier:m", "m", NOW)
+
+
+def _match(source: str, label: str = "csam_suspect") -> IndexMatch:
+    return IndexMatch(HashEntry(3, label, source, pdq="0" * 64), "pdq", 4, 0)
+
+
+def test_allow_override_beats_everything() -> None:
+    lookup = Lookup(None, _override("allow"), _verdict("csam_suspect"))
+    out = decide_known(SHA, lookup, [_match("override:9", "blocked")], ACTIONS)
+    assert out is not None and out.decision == "accept" and out.source == "override:1"
+
+
+def test_exact_block_then_perceptual_block_beat_own_verdicts() -> None:
+    out = decide_known(SHA, Lookup(None, _override("block"), _verdict("ok")), [], ACTIONS)
+    assert out is not None and (out.decision, out.label) == ("reject", "blocked")
+    out = decide_known(SHA, Lookup(None, None, _verdict("ok")), [_match("override:9", "blocked")],
+                       ACTIONS)
+    assert out is not None and out.source == "override:9" and out.decision == "reject"
+
+
+def test_own_verdict_beats_index_and_follows_policy_actions() -> None:
+    out = decide_known(SHA, Lookup(None, None, _verdict("ok")), [_match("list:ncmec")], ACTIONS)
+    assert out is not None and out.decision == "accept" and out.source == "verdict:7"
+    strict = ActionsConfig(nsfw="reject")
+    out = decide_known(SHA, Lookup(None, None, _verdict("nsfw")), [], strict)
+    assert out is not None and out.decision == "reject"
+
+
+def test_index_match_decides_when_nothing_else_did() -> None:
+    out = decide_known(SHA, Lookup(None, None, None), [_match("list:ncmec")], ACTIONS)
+    assert out is not None and out.label == "csam_suspect" and out.source == "list:ncmec"
+    assert decide_known(SHA, Lookup(None, None, None), [], ACTIONS) is None
+
+
+def test_unknown_follows_on_unknown() -> None:
+    assert decide_unknown(SHA, PolicyConfig(on_unknown="reject"), "x").decision == "reject"
+    assert decide_unknown(SHA, PolicyConfig(on_unknown="accept"), "x").decision == "accept"
+    out = decide_unknown(SHA, PolicyConfig(on_unknown="accept_and_rescan"), "x")
+    assert out.decision == "accept" and "accept_and_rescan" in out.reason
+
+
+def test_labels_peers_may_invent_are_rejected() -> None:
+    assert ACTIONS.for_label("something_new") == "reject"
+
+
+def _frame(pdq: str, phash: str, quality: int = 100) -> FrameHashes:
+    return FrameHashes(pdq=pdq, pdq_quality=quality, phash=phash)
+
+
+def test_index_thresholds_and_quality_floor() -> None:
+    idx = BadHashIndex(MatchingConfig(pdq_threshold=31, phash_threshold=8, pdq_min_quality=50))
+    base = "f" * 64
+    idx.add(HashEntry(1, "csam_suspect", "list:x", pdq=base, pdq_quality=90, phash="0" * 16))
+    near = "0000000" + "f" * 57  # 28 bits away
+    far = "00000000" + "f" * 56  # 32 bits away
+    assert [m.distance for m in idx.match([_frame(near, "ffffffffffffffff")])] == [28]
+    assert idx.match([_frame(far, "ffffffffffffffff")]) == []
+    # pHash alone within its threshold matches too.
+    assert idx.match([_frame("0" * 64, "00000000000000ff")])[0].kind == "phash"
+    # A featureless frame matches nothing, however close.
+    assert idx.match([_frame(base, "0" * 16, quality=10)]) == []
+    # Low-quality entries are not used for PDQ matching.
+    idx.add(HashEntry(2, "blocked", "override:1", pdq="0" * 64, pdq_quality=20))
+    assert idx.match([_frame("0" * 64, "ffffffffffffffff")]) == []
+    idx.remove(1)
+    assert idx.match([_frame(near, "0" * 16)]) == []

@@ -1,0 +1,101 @@
+"""Decoding and hashing, in-process (the pool's isolation is tested separately)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from scanner import DecodeLimits, UnreadableImage, hamming_hex, hash_image_bytes, sample_frames
+from tests.images import animated_gif, encode, jpeg, png_bomb, reencoded, scene
+
+LIMITS = DecodeLimits()
+
+
+@pytest.mark.parametrize("fmt,mime", [("JPEG", "image/jpeg"), ("PNG", "image/png"),
+                                      ("WEBP", "image/webp"), ("GIF", "image/gif"),
+                                      ("AVIF", "image/avif")])
+def test_each_still_format_hashes(fmt: str, mime: str) -> None:
+    h = hash_image_bytes(encode(scene(1), fmt), LIMITS)
+    assert h.media_type == mime and h.frame_count == 1 and len(h.frames) == 1
+    assert h.first.pdq_quality >= 50
+
+
+def test_formats_of_the_same_picture_hash_alike() -> None:
+    img = scene(2)
+    ref = hash_image_bytes(encode(img, "PNG"), LIMITS).first
+    for fmt in ("JPEG", "WEBP"):
+        other = hash_image_bytes(encode(img, fmt), LIMITS).first
+        assert hamming_hex(ref.pdq, other.pdq) <= 16
+        assert hamming_hex(ref.phash, other.phash) <= 4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_half_size_low_quality_copies_stay_within_the_thresholds(seed: int) -> None:
+    original = jpeg(seed, (1600, 1200))
+    a = hash_image_bytes(original, LIMITS).first
+    b = hash_image_bytes(reencoded(original, 0.5, 55), LIMITS).first
+    assert hamming_hex(a.pdq, b.pdq) <= 31
+    assert hamming_hex(a.phash, b.phash) <= 8
+
+
+def test_different_pictures_are_far_apart() -> None:
+    a = hash_image_bytes(jpeg(100), LIMITS).first
+    b = hash_image_bytes(jpeg(200), LIMITS).first
+    assert hamming_hex(a.pdq, b.pdq) > 60
+
+
+def test_animation_samples_first_last_and_between() -> None:
+    h = hash_image_bytes(animated_gif(3, frames=20), DecodeLimits(max_frames=4))
+    assert h.frame_count == 20 and len(h.frames) == 4
+    assert sample_frames(20, 4) == [0, 6, 13, 19]
+    assert sample_frames(3, 16) == [0, 1, 2]
+    assert sample_frames(100, 1) == [0]
+
+
+@pytest.mark.parametrize("data,kind", [
+    (b"", "empty"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "corrupt"),
+    (b"GIF89a" + b"\xff" * 30, "corrupt"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "unsupported"),
+])
+def test_unreadable_inputs_say_why(data: bytes, kind: str) -> None:
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(data, LIMITS)
+    assert err.value.kind == kind and err.value.reason
+
+
+def test_truncated_and_bit_flipped_jpegs() -> None:
+    data = jpeg(7)
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(data[: len(data) // 2], LIMITS)
+    assert err.value.kind == "corrupt"
+
+
+def test_unsupported_raster_format_is_named() -> None:
+    buf = io.BytesIO()
+    scene(1, (64, 64)).save(buf, "TIFF")
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(buf.getvalue(), LIMITS)
+    assert err.value.kind == "unsupported" and "TIFF" in err.value.reason
+
+
+def test_pixel_bomb_is_refused_from_its_header() -> None:
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(png_bomb(), LIMITS)
+    assert err.value.kind == "too_large" and "scanner.max_pixels" in err.value.reason
+
+
+def test_byte_limit() -> None:
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(jpeg(1), DecodeLimits(max_bytes=1000))
+    assert err.value.kind == "too_large"
+
+
+def test_sha256_is_of_the_exact_bytes() -> None:
+    import hashlib
+
+    data = jpeg(9)
+    assert hash_image_bytes(data, LIMITS).sha256 == hashlib.sha256(data).hexdigest()
+    assert Image.open(io.BytesIO(data)).format == "JPEG"
