@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attestd.config import MatchingConfig
-from attestd.db.store import Store
 from attestd.model import HashEntry
 from scanner import FrameHashes, HammingIndex
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,50 +64,3 @@ class BadHashIndex:
         old = found.get(m.entry.id)
         if old is None or m.distance < old.distance:
             found[m.entry.id] = m
-
-
-class IndexFollower:
-    """Loads the index from the database and applies new changes as they appear.
-
-    Other node processes and the CLI write to the same tables, so each process follows
-    the ordered event log rather than trusting its own writes alone.
-    """
-
-    # PostgreSQL may commit event ids out of order; re-reading a short window behind the
-    # newest seen id catches late commits (applying an event twice is harmless).
-    REREAD_WINDOW = 1000
-
-    def __init__(self, store: Store, index: BadHashIndex) -> None:
-        self.store = store
-        self.index = index
-        self._last = 0
-
-    async def load(self) -> None:
-        entries, last = await self.store.load_active_entries()
-        for entry in entries:
-            self.index.add(entry)
-        self._last = last
-        log.info("hash index loaded: %d entries", len(entries))
-
-    async def catch_up(self) -> int:
-        """Apply events written since the last call; returns how many were new."""
-        events = await self.store.entry_events_since(max(0, self._last - self.REREAD_WINDOW))
-        new = 0
-        for event_id, active, entry in events:
-            # The entry's current state decides, so replaying an event is harmless.
-            if active:
-                self.index.add(entry)
-            else:
-                self.index.remove(entry.id)
-            if event_id > self._last:
-                new += 1
-                self._last = event_id
-        return new
-
-    async def run(self, interval_s: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.catch_up()
-            except Exception:  # the database may be briefly unreachable; try again
-                log.exception("could not refresh the hash index")

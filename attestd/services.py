@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from attestd.audit import AuditWriter
-from attestd.bad_hashes import BadHashIndex, IndexFollower
+from attestd.bad_hashes import BadHashIndex
+from attestd.change_follower import ChangeFollower
 from attestd.blobs import BlobStore
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
@@ -23,7 +24,7 @@ from scanner.pool import DecodePool
 class NodeServices:
     store: Store
     index: BadHashIndex
-    follower: IndexFollower
+    follower: ChangeFollower
     pool: DecodePool
     pipeline: CheckPipeline
 
@@ -41,10 +42,10 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         await check_schema_current(engine, config.database.url)
         store = Store(engine)
         index = BadHashIndex(config.matching)
-        follower = IndexFollower(store, index)
+        follower = ChangeFollower(store, index)
         await follower.load()
         if follow_index:
-            task = asyncio.create_task(follower.run(), name="index-follower")
+            task = asyncio.create_task(follower.run(), name="change-follower")
             stack.push_async_callback(_cancel, task)
         pool = open_decode_pool(config)
         stack.callback(pool.close)

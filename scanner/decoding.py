@@ -82,6 +82,12 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
         raise UnreadableImage("corrupt", f"the image is corrupt or truncated: {exc}")
 
 
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    w, h = size
+    scale = side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
 def _looks_like_markup(data: bytes) -> bool:
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith((b"<?xml", b"<svg", b"<!doctype", b"<html", b"<!--", b"<head",
@@ -137,11 +143,15 @@ def _hash_frame(im: Image.Image, index: int, fmt: str) -> FrameHashes:
     if index:
         im.seek(index)
     if fmt in ("JPEG", "MPO") and index == 0:
-        # DCT-domain downscale: decodes at 1/2..1/8 size directly, far cheaper.
-        im.draft("RGB", (HASH_SIDE, HASH_SIDE))
+        # DCT-domain downscale: decodes at 1/2..1/8 size directly, far cheaper. Draft keeps
+        # both sides at least as large as asked, so ask for the hashing size's shape.
+        im.draft("RGB", _fit(im.size, HASH_SIDE))
     frame = im.convert("RGB")
     if max(frame.size) > HASH_SIDE:
-        frame.thumbnail((HASH_SIDE, HASH_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        # Every copy, whatever its size, is hashed from the same 512 px rendition, so a
+        # resized re-upload hashes like its original. BOX is an exact area average:
+        # proper anti-aliasing for a downscale, and the cheapest filter.
+        frame = frame.resize(_fit(frame.size, HASH_SIDE), Image.Resampling.BOX)
     vector, quality = pdqhash.compute(np.asarray(frame))
     pdq_hex = np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes().hex()
     phash_hex = str(imagehash.phash(frame))

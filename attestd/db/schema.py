@@ -103,6 +103,15 @@ hash_events = Table(
     Column("op", String(8), nullable=False),  # add | remove
 )
 
+# Every change to an image's override or verdicts, so each node process can drop what
+# it cached about that sha256.
+judgement_events = Table(
+    "judgement_events",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

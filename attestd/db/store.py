@@ -29,16 +29,37 @@ from scanner import FrameHashes, ImageHashes
 class Store:
     """Reads and writes the node's tables."""
 
-    def __init__(self, engine: AsyncEngine, *, hash_cache_size: int = 50_000) -> None:
+    def __init__(self, engine: AsyncEngine, *, cache_size: int = 100_000) -> None:
         self.engine = engine
         # An image's hashes never change once computed, so they are cached freely.
         self._hash_cache: OrderedDict[str, ImageHashes] = OrderedDict()
-        self._hash_cache_size = hash_cache_size
+        # Overrides and verdicts do change: cached look-ups are dropped by this process's
+        # writes at once, and by other processes' writes when a ChangeFollower sees them.
+        self._lookups: OrderedDict[str, Lookup] = OrderedDict()
+        self._cache_size = cache_size
 
     # -- images ---------------------------------------------------------------------------
 
     async def lookup(self, sha256: str) -> Lookup:
         """The stored hashes, override and newest live verdict for ``sha256``."""
+        cached = self._lookups.get(sha256)
+        if cached is not None:
+            self._lookups.move_to_end(sha256)
+            if cached.hashes is None and sha256 in self._hash_cache:
+                cached = Lookup(self._hash_cache[sha256], cached.override, cached.verdict)
+            return cached
+        found = await self._query_lookup(sha256)
+        _put(self._lookups, sha256, found, self._cache_size)
+        return found
+
+    def forget(self, sha256: str) -> None:
+        """Drop what is cached about ``sha256``'s judgements (it changed)."""
+        self._lookups.pop(sha256, None)
+
+    def forget_all(self) -> None:
+        self._lookups.clear()
+
+    async def _query_lookup(self, sha256: str) -> Lookup:
         async with self.engine.connect() as conn:
             override_row = (await conn.execute(
                 select(t.overrides).where(t.overrides.c.sha256 == sha256))).first()
@@ -80,10 +101,7 @@ class Store:
         return hashes
 
     def _remember(self, hashes: ImageHashes) -> None:
-        self._hash_cache[hashes.sha256] = hashes
-        self._hash_cache.move_to_end(hashes.sha256)
-        while len(self._hash_cache) > self._hash_cache_size:
-            self._hash_cache.popitem(last=False)
+        _put(self._hash_cache, hashes.sha256, hashes, self._cache_size)
 
     async def save_image(self, hashes: ImageHashes) -> None:
         """Record an image's hashes; a second save of the same sha256 changes nothing."""
@@ -115,6 +133,8 @@ class Store:
             vid = (await conn.execute(insert(t.verdicts).values(
                 sha256=sha256, label=label, method=method, source=source, model=model,
                 detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
+            await self._judgement_changed(conn, sha256)
+        self.forget(sha256)
         return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
                        model=model, created_at=now)
 
@@ -152,6 +172,8 @@ class Store:
                     dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha256,
                          label="blocked", source=f"override:{oid}") for f in frames
                 ])
+            await self._judgement_changed(conn, sha256)
+        self.forget(sha256)
         return Override(id=oid, sha256=sha256, action=action,  # type: ignore[arg-type]
                         note=note, created_by=created_by, created_at=now)
 
@@ -166,12 +188,29 @@ class Store:
                 return None
             await self._deactivate(conn, f"override:{row.id}")
             await conn.execute(delete(t.overrides).where(t.overrides.c.id == row.id))
+            await self._judgement_changed(conn, row.sha256)
+        self.forget(row.sha256)
         return _override(row)
 
     async def list_overrides(self) -> list[Override]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(t.overrides).order_by(t.overrides.c.id))).all()
         return [_override(r) for r in rows]
+
+    async def _judgement_changed(self, conn: AsyncConnection, sha256: str) -> None:
+        await conn.execute(insert(t.judgement_events).values(sha256=sha256))
+
+    async def last_judgement_event(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.max(t.judgement_events.c.id)))).scalar() or 0)
+
+    async def judgement_events_since(self, after: int, limit: int = 10_000) -> list[tuple[int, str]]:
+        """(event id, sha256) of judgement changes after ``after``, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.judgement_events).where(t.judgement_events.c.id > after)
+                .order_by(t.judgement_events.c.id).limit(limit))).all()
+        return [(int(r.id), r.sha256) for r in rows]
 
     # -- the perceptual index's source ----------------------------------------------------
 
@@ -248,6 +287,13 @@ class Store:
         return [AuditEntry(actor=r.actor, action=r.action, at=r.at, sha256=r.sha256,
                            decision=r.decision, label=r.label, source=r.source, reason=r.reason,
                            detail=r.detail) for r in rows]
+
+
+def _put(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 def _override(r: Any) -> Override:

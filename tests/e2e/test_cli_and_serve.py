@@ -126,7 +126,7 @@ def test_pictrs_upload_is_checked_and_admin_block_takes_effect_live(
     assert "perceptual" in out.stdout
     # The running server follows the database: the block applies within seconds,
     # to the exact file and to a re-encoded, half-size copy.
-    assert post(server + "/api/v1/scan/IPADDR", photo)[0] == 406  # exact: at once
+    assert wait_for(lambda: post(server + "/api/v1/scan/IPADDR", photo)[0] == 406, timeout=10)
     copy = reencoded(photo)
     assert wait_for(lambda: post(server + "/api/v1/scan/IPADDR", copy)[0] == 406, timeout=10)
     assert post(server + "/api/v1/scan/IPADDR", copy)[1]["label"] == "blocked"

@@ -53,6 +53,11 @@ def upgrade() -> None:
     sa.Column('op', sa.String(length=8), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('judgement_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('images',
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('media_type', sa.String(length=64), nullable=False),
@@ -122,6 +127,7 @@ def downgrade() -> None:
 
     op.drop_table('jobs')
     op.drop_table('images')
+    op.drop_table('judgement_events')
     op.drop_table('hash_events')
     with op.batch_alter_table('hash_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_hash_entries_source')
