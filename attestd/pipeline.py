@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from attestd.audit import AuditWriter
+from attestd.write_behind import WriteBehind
 from attestd.bad_hashes import BadHashIndex
 from attestd.blobs import BlobStore
 from attestd.config import PolicyConfig
@@ -27,13 +27,13 @@ class CheckPipeline:
     """Decides accept or reject for image bytes, recording why."""
 
     def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
-                 policy: PolicyConfig, audit: AuditWriter, blobs: BlobStore,
+                 policy: PolicyConfig, writes: WriteBehind, blobs: BlobStore,
                  metrics: Metrics | None = None, classifier: Classifier | None = None) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
         self.policy = policy
-        self.audit = audit
+        self.writes = writes
         self.blobs = blobs
         self.metrics = metrics
         self.classifier = classifier
@@ -48,7 +48,7 @@ class CheckPipeline:
         except TimeoutError:
             outcome = await self._unknown(sha, data, None,
                                           f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s")
-        self.audit.add(AuditEntry(
+        self.writes.audit(AuditEntry(
             actor=actor, action="check", sha256=sha, decision=outcome.decision,
             label=outcome.label, source=outcome.source, reason=outcome.reason,
             detail=outcome.detail or None))
@@ -67,7 +67,7 @@ class CheckPipeline:
             except UnreadableImage as exc:
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
-            await self.store.save_image(hashes)
+            self.writes.image(hashes)
             lookup = type(lookup)(hashes=hashes, override=lookup.override, verdict=lookup.verdict)
         matches = self.index.match(hashes.frames) if hashes is not None else []
         outcome = decide_known(sha, lookup, matches, self.policy.actions)

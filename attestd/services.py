@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from attestd.audit import AuditWriter
+from attestd.write_behind import WriteBehind
 from attestd.bad_hashes import BadHashIndex
 from attestd.change_follower import ChangeFollower
 from attestd.blobs import BlobStore
@@ -49,11 +49,11 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             stack.push_async_callback(_cancel, task)
         pool = open_decode_pool(config)
         stack.callback(pool.close)
-        audit = AuditWriter(store)
-        audit.start()
-        stack.push_async_callback(audit.close)
+        writes = WriteBehind(store)
+        writes.start()
+        stack.push_async_callback(writes.close)
         pipeline = CheckPipeline(
-            store=store, index=index, hasher=pool.hash, policy=config.policy, audit=audit,
+            store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             blobs=BlobStore(config.node.data_dir / "blobs"), metrics=metrics)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -84,6 +85,19 @@ async def load(url: str, bodies: list[bytes], concurrency: int, duration_s: floa
     return len(latencies) / elapsed, latencies, errors
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the server process and by its decoder processes."""
+    proc = psutil.Process(pid)
+    own = sum(proc.cpu_times()[:2])
+    kids = 0.0
+    for child in proc.children(recursive=True):
+        try:
+            kids += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return own, kids
+
+
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values), p)) * 1000
 
@@ -138,24 +152,31 @@ def main() -> None:
             new_rates, new_p99 = [], []
             for r in range(args.rounds):
                 chunk = bodies[r * args.new_per_round:(r + 1) * args.new_per_round]
+                cpu0 = cpu_seconds(server.pid)
                 rate, lat, errs = asyncio.run(load(url, chunk, args.concurrency, None))
+                cpu1 = cpu_seconds(server.pid)
                 assert errs == 0, f"{errs} checks failed"
                 new_rates.append(rate)
                 new_p99.append(pct(lat, 99))
                 print(f"  new   round {r + 1}: {rate:7.1f} checks/s  p50 {pct(lat, 50):6.1f} ms"
-                      f"  p99 {pct(lat, 99):6.1f} ms")
+                      f"  p99 {pct(lat, 99):6.1f} ms  CPU per check: server "
+                      f"{(cpu1[0] - cpu0[0]) / len(chunk) * 1000:.1f} ms, decoders "
+                      f"{(cpu1[1] - cpu0[1]) / len(chunk) * 1000:.1f} ms")
 
             asyncio.run(store_ok_verdicts(db_url, bodies))
             known_rates, known_p99, known_p50 = [], [], []
             for r in range(args.rounds):
+                cpu0 = cpu_seconds(server.pid)
                 rate, lat, errs = asyncio.run(load(url, bodies, args.concurrency,
                                                    args.known_seconds))
+                cpu1 = cpu_seconds(server.pid)
                 assert errs == 0, f"{errs} checks failed"
                 known_rates.append(rate)
                 known_p99.append(pct(lat, 99))
                 known_p50.append(pct(lat, 50))
                 print(f"  known round {r + 1}: {rate:7.1f} checks/s  p50 {pct(lat, 50):6.1f} ms"
-                      f"  p99 {pct(lat, 99):6.1f} ms")
+                      f"  p99 {pct(lat, 99):6.1f} ms  CPU per check: server "
+                      f"{(cpu1[0] - cpu0[0]) / len(lat) * 1000:.2f} ms")
         finally:
             server.terminate()
             server.wait(timeout=20)

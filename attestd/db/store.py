@@ -5,11 +5,15 @@ One SQLAlchemy implementation serves SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -37,6 +41,18 @@ class Store:
         # writes at once, and by other processes' writes when a ChangeFollower sees them.
         self._lookups: OrderedDict[str, Lookup] = OrderedDict()
         self._cache_size = cache_size
+        # SQLite allows one writer; queueing writers here instead of in SQLite's busy
+        # handler (which sleeps up to 100 ms between tries) keeps tail latency low.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     # -- images ---------------------------------------------------------------------------
 
@@ -60,21 +76,26 @@ class Store:
         self._lookups.clear()
 
     async def _query_lookup(self, sha256: str) -> Lookup:
-        async with self.engine.connect() as conn:
-            override_row = (await conn.execute(
-                select(t.overrides).where(t.overrides.c.sha256 == sha256))).first()
-            verdict_row = (await conn.execute(
-                select(t.verdicts)
+        # One round trip for the common case (a new image: nothing found anywhere).
+        ov_id = select(t.overrides.c.id).where(t.overrides.c.sha256 == sha256).scalar_subquery()
+        v_id = (select(t.verdicts.c.id)
                 .where(and_(t.verdicts.c.sha256 == sha256, t.verdicts.c.retracted_at.is_(None)))
-                .order_by(t.verdicts.c.id.desc()).limit(1))).first()
+                .order_by(t.verdicts.c.id.desc()).limit(1).scalar_subquery())
+        img = select(t.images.c.sha256).where(t.images.c.sha256 == sha256).scalar_subquery()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(ov_id.label("o"), v_id.label("v"),
+                                             img.label("i")))).one()
+            override = verdict = None
+            if row.o is not None:
+                override = _override((await conn.execute(
+                    select(t.overrides).where(t.overrides.c.id == row.o))).one())
+            if row.v is not None:
+                verdict = _verdict((await conn.execute(
+                    select(t.verdicts).where(t.verdicts.c.id == row.v))).one())
             hashes = self._hash_cache.get(sha256)
-            if hashes is None:
+            if hashes is None and row.i is not None:
                 hashes = await self._load_hashes(conn, sha256)
-        return Lookup(
-            hashes=hashes,
-            override=_override(override_row) if override_row else None,
-            verdict=_verdict(verdict_row) if verdict_row else None,
-        )
+        return Lookup(hashes=hashes, override=override, verdict=verdict)
 
     async def get_hashes(self, sha256: str) -> ImageHashes | None:
         """The stored hashes of ``sha256``, if it was ever hashed."""
@@ -103,25 +124,35 @@ class Store:
     def _remember(self, hashes: ImageHashes) -> None:
         _put(self._hash_cache, hashes.sha256, hashes, self._cache_size)
 
+    def remember(self, hashes: ImageHashes) -> None:
+        """Cache hashes about to be saved, so this process never hashes them twice."""
+        self._remember(hashes)
+
     async def save_image(self, hashes: ImageHashes) -> None:
         """Record an image's hashes; a second save of the same sha256 changes nothing."""
-        async with self.engine.begin() as conn:
-            exists = (await conn.execute(
-                select(t.images.c.sha256).where(t.images.c.sha256 == hashes.sha256))).first()
-            if exists is None:
-                try:
-                    async with conn.begin_nested():
-                        await conn.execute(insert(t.images).values(
-                            sha256=hashes.sha256, media_type=hashes.media_type,
-                            width=hashes.width, height=hashes.height,
-                            frame_count=hashes.frame_count, first_seen=utcnow()))
-                        await conn.execute(insert(t.image_frames), [
-                            {"sha256": hashes.sha256, "frame_index": i, "pdq": f.pdq,
-                             "pdq_quality": f.pdq_quality, "phash": f.phash}
-                            for i, f in enumerate(hashes.frames)])
-                except IntegrityError:
-                    pass  # another process saved it first; the hashes are the same
-        self._remember(hashes)
+        await self.write_batch([hashes], [])
+
+    async def write_batch(self, images: Sequence[ImageHashes],
+                          audit: Sequence[AuditEntry]) -> None:
+        """Save images' hashes (ignoring ones already saved) and audit entries, in one
+        transaction."""
+        if not images and not audit:
+            return
+        async with self._writing() as conn:
+            if images:
+                insert_ignore = _insert_ignore(conn)
+                await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
+                    {"sha256": h.sha256, "media_type": h.media_type, "width": h.width,
+                     "height": h.height, "frame_count": h.frame_count, "first_seen": utcnow()}
+                    for h in images])
+                await conn.execute(insert_ignore(t.image_frames).on_conflict_do_nothing(), [
+                    {"sha256": h.sha256, "frame_index": i, "pdq": f.pdq,
+                     "pdq_quality": f.pdq_quality, "phash": f.phash}
+                    for h in images for i, f in enumerate(h.frames)])
+            if audit:
+                await conn.execute(insert(t.audit_log), [_audit_row(e) for e in audit])
+        for h in images:
+            self._remember(h)
 
     # -- verdicts -------------------------------------------------------------------------
 
@@ -129,7 +160,7 @@ class Store:
                           model: str | None = None, detail: dict[str, Any] | None = None) -> Verdict:
         """Record a verdict of this node's own."""
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             vid = (await conn.execute(insert(t.verdicts).values(
                 sha256=sha256, label=label, method=method, source=source, model=model,
                 detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
@@ -158,7 +189,7 @@ class Store:
         A block also indexes ``frames`` so perceptual near-copies are blocked too.
         """
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             old = (await conn.execute(
                 select(t.overrides.c.id).where(t.overrides.c.sha256 == sha256))).scalar()
             if old is not None:
@@ -182,7 +213,7 @@ class Store:
         """Remove an override by id or sha256; returns what was removed, or None."""
         cond = t.overrides.c.id == override_id if override_id is not None \
             else t.overrides.c.sha256 == sha256
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             row = (await conn.execute(select(t.overrides).where(cond))).first()
             if row is None:
                 return None
@@ -215,7 +246,7 @@ class Store:
     # -- the perceptual index's source ----------------------------------------------------
 
     async def add_hash_entries(self, entries: Iterable[dict[str, Any]]) -> None:
-        async with self.engine.begin() as conn:
+        async with self._writing() as conn:
             await self._add_entries(conn, list(entries))
 
     async def _add_entries(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -257,7 +288,7 @@ class Store:
     async def enqueue_job(self, sha256: str, reason: str) -> bool:
         """Queue ``sha256`` for classification; False if it is already queued."""
         try:
-            async with self.engine.begin() as conn:
+            async with self._writing() as conn:
                 await conn.execute(insert(t.jobs).values(
                     sha256=sha256, state="queued", reason=reason, created_at=utcnow()))
             return True
@@ -270,13 +301,7 @@ class Store:
                 select(func.count()).select_from(t.jobs).where(t.jobs.c.state == "queued"))).scalar_one())
 
     async def write_audit(self, entries: Sequence[AuditEntry]) -> None:
-        if not entries:
-            return
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(t.audit_log), [
-                {"at": e.at, "actor": e.actor, "action": e.action, "sha256": e.sha256,
-                 "decision": e.decision, "label": e.label, "source": e.source,
-                 "reason": e.reason, "detail": e.detail} for e in entries])
+        await self.write_batch([], entries)
 
     async def recent_audit(self, limit: int = 100, sha256: str | None = None) -> list[AuditEntry]:
         q = select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
@@ -287,6 +312,18 @@ class Store:
         return [AuditEntry(actor=r.actor, action=r.action, at=r.at, sha256=r.sha256,
                            decision=r.decision, label=r.label, source=r.source, reason=r.reason,
                            detail=r.detail) for r in rows]
+
+
+def _insert_ignore(conn: AsyncConnection) -> Any:
+    if conn.dialect.name == "postgresql":
+        return pg_insert
+    return sqlite_insert
+
+
+def _audit_row(e: AuditEntry) -> dict[str, Any]:
+    return {"at": e.at, "actor": e.actor, "action": e.action, "sha256": e.sha256,
+            "decision": e.decision, "label": e.label, "source": e.source,
+            "reason": e.reason, "detail": e.detail}
 
 
 def _put(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
