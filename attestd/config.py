@@ -68,7 +68,7 @@ class PictrsConfig(_Section):
             try:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
-                raise ValueError(f"{net!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)")
+                raise ValueError(f"{net!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)") from None
         return v
 
     @field_validator("allowed_callers")
@@ -186,7 +186,8 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if len(parts) < 2 or not all(parts):
             raise ConfigError(
-                f"environment variable {name}: expected ATTESTD_<SECTION>__<KEY>, e.g. ATTESTD_SERVER__PORT"
+                f"environment variable {name}: expected ATTESTD_<SECTION>__<KEY>, "
+                "e.g. ATTESTD_SERVER__PORT"
             )
         out.append((parts, _parse_env_value(raw)))
     return out

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from attestd.bad_hashes import IndexMatch
 from attestd.config import ActionsConfig, PolicyConfig
-from attestd.model import CheckOutcome, Lookup
+from attestd.model import CheckOutcome, Decision, Lookup
+from scanner import ImageHashes
 
 
 def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
@@ -45,12 +46,11 @@ def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
 
 
 def decide_unknown(sha256: str, policy: PolicyConfig, why: str,
-                   lookup_hashes: object = None) -> CheckOutcome:
+                   hashes: ImageHashes | None = None) -> CheckOutcome:
     """The outcome when nobody has judged the image: ``policy.on_unknown``."""
-    decision = "reject" if policy.on_unknown == "reject" else "accept"
+    decision: Decision = "reject" if policy.on_unknown == "reject" else "accept"
     return CheckOutcome(sha256, decision, None, "policy:on_unknown",
-                        f"{why}; policy.on_unknown = {policy.on_unknown}",
-                        hashes=lookup_hashes)  # type: ignore[arg-type]
+                        f"{why}; policy.on_unknown = {policy.on_unknown}", hashes=hashes)
 
 
 def _match_detail(m: IndexMatch) -> dict[str, object]:

@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from attestd.write_behind import WriteBehind
 from attestd.bad_hashes import BadHashIndex
 from attestd.blobs import BlobStore
 from attestd.config import PolicyConfig
@@ -15,6 +14,7 @@ from attestd.db.store import Store
 from attestd.decisions import decide_known, decide_unknown
 from attestd.metrics import Metrics
 from attestd.model import AuditEntry, CheckOutcome
+from attestd.write_behind import WriteBehind
 from scanner import ImageHashes, UnreadableImage, sha256_hex
 from scanner.classifier import Classifier
 
@@ -46,8 +46,8 @@ class CheckPipeline:
             async with asyncio.timeout(self.policy.deadline_s):
                 outcome = await self._decide(sha, data)
         except TimeoutError:
-            outcome = await self._unknown(sha, data, None,
-                                          f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s")
+            why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
+            outcome = await self._unknown(sha, data, None, why)
         self.writes.audit(AuditEntry(
             actor=actor, action="check", sha256=sha, decision=outcome.decision,
             label=outcome.label, source=outcome.source, reason=outcome.reason,

@@ -7,15 +7,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from attestd.write_behind import WriteBehind
 from attestd.bad_hashes import BadHashIndex
-from attestd.change_follower import ChangeFollower
 from attestd.blobs import BlobStore
+from attestd.change_follower import ChangeFollower
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
 from attestd.db.store import Store
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
+from attestd.write_behind import WriteBehind
 from scanner import DecodeLimits
 from scanner.pool import DecodePool
 

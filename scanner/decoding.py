@@ -71,15 +71,16 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
     except UnreadableImage:
         raise
     except MemoryError:
-        raise UnreadableImage("too_large", "decoding the image needed more memory than allowed")
+        raise UnreadableImage(
+            "too_large", "decoding the image needed more memory than allowed") from None
     except UnidentifiedImageError:
         raise UnreadableImage(
             "corrupt", "the bytes are not a readable image in any supported format "
             f"({', '.join(sorted(set(SUPPORTED_FORMATS.values())))})"
-        )
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
             Image.DecompressionBombError, ZeroDivisionError, struct.error) as exc:
-        raise UnreadableImage("corrupt", f"the image is corrupt or truncated: {exc}")
+        raise UnreadableImage("corrupt", f"the image is corrupt or truncated: {exc}") from None
 
 
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:

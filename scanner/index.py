@@ -7,8 +7,9 @@ thousand entries; the scanner issue replaces the search with multi-index hashing
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 

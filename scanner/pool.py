@@ -54,22 +54,23 @@ class DecodePool:
             raise
         except FutureTimeout:
             raise UnreadableImage(
-                "timeout", f"decoding took longer than {self.timeout_s:g} s (scanner.decode_timeout_s)"
-            )
+                "timeout", f"decoding took longer than {self.timeout_s:g} s "
+                "(scanner.decode_timeout_s)") from None
         except ProcessExpired as exc:
-            raise UnreadableImage("crashed", f"the decoder crashed on this file (exit {exc.exitcode})")
+            raise UnreadableImage(
+                "crashed", f"the decoder crashed on this file (exit {exc.exitcode})") from None
         except asyncio.CancelledError:
-            future.cancel()
+            future.cancel()  # type: ignore[no-untyped-call]
             raise
         except MemoryError:
             raise UnreadableImage("too_large", "decoding needed more memory than a decoder "
-                                               "may use (scanner.worker_memory_mib)")
+                                               "may use (scanner.worker_memory_mib)") from None
         except Exception as exc:  # any other decoder failure is the file's, not the node's
-            raise UnreadableImage("corrupt", f"the decoder failed on this file: {exc}")
+            raise UnreadableImage("corrupt", f"the decoder failed on this file: {exc}") from None
 
     def close(self) -> None:
         """Stop the workers; pending work is cancelled."""
-        self._pool.stop()
+        self._pool.stop()  # type: ignore[no-untyped-call]
         self._pool.join(timeout=5)
 
 

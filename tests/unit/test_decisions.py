@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from attestd.bad_hashes import BadHashIndex, IndexMatch
 from attestd.config import ActionsConfig, MatchingConfig, PolicyConfig
@@ -10,7 +10,7 @@ from attestd.decisions import decide_known, decide_unknown
 from attestd.model import HashEntry, Lookup, Override, Verdict
 from scanner import FrameHashes
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SHA = "ab" * 32
 ACTIONS = ActionsConfig()
 
