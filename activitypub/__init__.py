@@ -1,0 +1,58 @@
+"""A small, generic ActivityPub library: HTTP signatures, object proofs, documents,
+signed fetch, inbox verification, persistent delivery. Knows nothing about attestd.
+
+The protocol logic is pure (no I/O); ``activitypub.fetch`` and ``activitypub.delivery``
+are the edges that talk to the network.
+"""
+
+from activitypub._digest import check_digest, make_digest
+from activitypub._errors import (
+    ActivityPubError,
+    BlockedAddressError,
+    FetchError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SignatureError,
+)
+from activitypub._keys import (
+    ed25519_multibase,
+    load_ed25519_multibase,
+    load_ed25519_private_multibase,
+    load_public_key_pem,
+    public_key_pem,
+)
+from activitypub._proofs import VerifiedProof, create_proof, proof_method, verify_proof
+from activitypub._signatures import (
+    SignatureParams,
+    VerifiedSignature,
+    parse_signature_header,
+    sign_request,
+    signing_string,
+    verify_request,
+)
+
+__all__ = [
+    "ActivityPubError",
+    "BlockedAddressError",
+    "FetchError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "SignatureError",
+    "SignatureParams",
+    "VerifiedProof",
+    "VerifiedSignature",
+    "check_digest",
+    "create_proof",
+    "ed25519_multibase",
+    "load_ed25519_multibase",
+    "load_ed25519_private_multibase",
+    "load_public_key_pem",
+    "make_digest",
+    "parse_signature_header",
+    "proof_method",
+    "public_key_pem",
+    "sign_request",
+    "signing_string",
+    "verify_proof",
+    "verify_request",
+]

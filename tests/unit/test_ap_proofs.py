@@ -1,0 +1,152 @@
+"""FEP-8b32 eddsa-jcs-2022 proofs: the FEP's test vector, an independent implementation,
+and tampering."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from activitypub import (
+    SignatureError,
+    create_proof,
+    ed25519_multibase,
+    load_ed25519_multibase,
+    load_ed25519_private_multibase,
+    proof_method,
+    verify_proof,
+)
+
+# FEP-8b32's published test vector (public test data).
+FEP_KEY = "z3u2en7t5LR2WtQH5PfFqMqwVHBeXouLzo6haApm8XHqvjxq"
+FEP_DOC = {
+    "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/data-integrity/v1"],
+    "type": "Create",
+    "actor": "https://server.example/users/alice",
+    "object": {"type": "Note", "content": "Hello world"},
+}
+FEP_PROOF_VALUE = ("z3sXaxjKs4M3BRicwWA9peyNPJvJqxtGsDmpt1jjoHCjgeUf71TRFz56osPSfDErszyLp5Ks1EhYSg"
+                   "pDaNM977Rg2")
+FEP_CREATED = datetime(2023, 2, 24, 23, 36, 38, tzinfo=timezone.utc)
+FEP_METHOD = "https://server.example/users/alice#ed25519-key"
+
+
+def test_fep_8b32_vector_signs_and_verifies() -> None:
+    key = load_ed25519_private_multibase(FEP_KEY)
+    signed = create_proof(FEP_DOC, key, FEP_METHOD, created=FEP_CREATED)
+    assert signed["proof"] == {
+        "type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022",
+        "verificationMethod": FEP_METHOD, "proofPurpose": "assertionMethod",
+        "created": "2023-02-24T23:36:38Z", "proofValue": FEP_PROOF_VALUE,
+    }
+    assert verify_proof(signed, key.public_key()).verification_method == FEP_METHOD
+    assert proof_method(signed) == FEP_METHOD
+
+
+def test_multikey_round_trip() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    mb = ed25519_multibase(key)
+    assert mb.startswith("z6Mk")  # every Ed25519 Multikey starts so
+    assert load_ed25519_multibase(mb).public_bytes_raw() == key.public_key().public_bytes_raw()
+
+
+DOC = {
+    "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/data-integrity/v2",
+                 {"attestd": "https://example.org/ns#", "label": "attestd:label"}],
+    "id": "https://a.example/attestations/1",
+    "type": ["Object", "Attestation"],
+    "attributedTo": "https://a.example/actor",
+    "label": "csam_suspect",
+    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "published": "2026-11-21T10:00:00Z",
+}
+
+
+@pytest.fixture(scope="module")
+def key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def test_created_is_whole_seconds_with_z(key: ed25519.Ed25519PrivateKey) -> None:
+    signed = create_proof(DOC, key, "https://a.example/actor#ed25519-key",
+                          created=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc))
+    assert signed["proof"]["created"] == "2026-01-02T03:04:05Z"
+    assert signed["@context"] == DOC["@context"]  # the object's own context, inline
+
+
+def _mutations() -> list[tuple[str, object]]:
+    def label(d: dict) -> None:
+        d["label"] = "ok"
+
+    def nested(d: dict) -> None:
+        d["@context"][2]["label"] = "attestd:other"
+
+    def drop(d: dict) -> None:
+        del d["sha256"]
+
+    def add(d: dict) -> None:
+        d["expires"] = "2030-01-01T00:00:00Z"
+
+    def method(d: dict) -> None:
+        d["proof"]["verificationMethod"] = "https://evil.example/actor#key"
+
+    def created(d: dict) -> None:
+        d["proof"]["created"] = "2020-01-01T00:00:00Z"
+
+    def purpose(d: dict) -> None:
+        d["proof"]["proofPurpose"] = "authentication"
+
+    def suite(d: dict) -> None:
+        d["proof"]["cryptosuite"] = "eddsa-rdfc-2022"
+
+    def value(d: dict) -> None:
+        d["proof"]["proofValue"] = "z" + "1" * 80
+
+    def notbase58(d: dict) -> None:
+        d["proof"]["proofValue"] = "z0OIl"
+
+    def noproof(d: dict) -> None:
+        del d["proof"]
+
+    return [(f.__name__, f) for f in (label, nested, drop, add, method, created, purpose, suite,
+                                       value, notbase58, noproof)]
+
+
+@pytest.mark.parametrize("name,mutate", _mutations())
+def test_any_change_breaks_the_proof(key: ed25519.Ed25519PrivateKey, name: str,
+                                     mutate: object) -> None:
+    signed = create_proof(DOC, key, "https://a.example/actor#ed25519-key")
+    tampered = copy.deepcopy(signed)
+    mutate(tampered)  # type: ignore[operator]
+    with pytest.raises(SignatureError):
+        verify_proof(tampered, key.public_key())
+
+
+def test_wrong_key_is_refused(key: ed25519.Ed25519PrivateKey) -> None:
+    signed = create_proof(DOC, key, "https://a.example/actor#ed25519-key")
+    with pytest.raises(SignatureError, match="another key"):
+        verify_proof(signed, ed25519.Ed25519PrivateKey.generate().public_key())
+
+
+def test_key_order_and_whitespace_do_not_matter(key: ed25519.Ed25519PrivateKey) -> None:
+    import json
+
+    signed = create_proof(DOC, key, "https://a.example/actor#ed25519-key")
+    reordered = json.loads(json.dumps(dict(reversed(list(signed.items()))), indent=3))
+    verify_proof(reordered, key.public_key())
+
+
+def test_independent_implementation_both_ways(key: ed25519.Ed25519PrivateKey) -> None:
+    """apsig's FEP-8b32 code verifies our proofs, and we verify its."""
+    from apsig import ProofSigner, ProofVerifier
+
+    ours = create_proof(DOC, key, "https://a.example/actor#ed25519-key")
+    assert ProofVerifier(key.public_key()).verify(ours) is not None
+
+    theirs = ProofSigner(key).sign(DOC, {
+        "type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022",
+        "verificationMethod": "https://a.example/actor#ed25519-key",
+        "proofPurpose": "assertionMethod", "created": "2026-11-21T10:00:00Z"})
+    assert verify_proof(theirs, key.public_key()).created == "2026-11-21T10:00:00Z"
