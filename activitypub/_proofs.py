@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import base58
@@ -41,7 +41,7 @@ def create_proof(document: Mapping[str, Any], private_key: ed25519.Ed25519Privat
     """
     if "proof" in document:
         raise LocalProtocolError("the document already carries a proof")
-    when = (created or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (created or datetime.now(UTC)).astimezone(UTC)
     options = {
         "type": "DataIntegrityProof",
         "cryptosuite": CRYPTOSUITE,

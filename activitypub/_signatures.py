@@ -11,7 +11,7 @@ import email.utils
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -129,7 +129,7 @@ def sign_request(*, method: str, url: str, key_id: str,
         target += "?" + parts.query
     out = {k: v for k, v in (headers or {}).items()}
     out["Host"] = host
-    out["Date"] = email.utils.format_datetime(now or datetime.now(timezone.utc), usegmt=True)
+    out["Date"] = email.utils.format_datetime(now or datetime.now(UTC), usegmt=True)
     lower = {k.lower(): v for k, v in out.items()}
     if body is not None:
         out["Digest"] = lower["digest"] = make_digest(body)
@@ -155,7 +155,7 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
     GET; ``digest`` signed and matching on requests with a body. The request target is
     tried with and then without the query string (some servers sign paged GETs without).
     """
-    now_ts = (now or datetime.now(timezone.utc)).timestamp()
+    now_ts = (now or datetime.now(UTC)).timestamp()
     lower = {k.lower(): v for k, v in headers.items()}
     names = params.headers
     if params.algorithm and params.algorithm not in ACCEPTED_ALGORITHMS:

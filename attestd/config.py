@@ -117,6 +117,17 @@ class PolicyConfig(_Section):
     actions: ActionsConfig = ActionsConfig()
 
 
+class FederationConfig(_Section):
+    # Tests run nodes on loopback; in production fetching private addresses is an SSRF hole.
+    allow_private_addresses: bool = False
+    max_clock_skew_s: int = Field(3600, ge=30, le=86400)
+    inbox_max_bytes: int = Field(1024 * 1024, ge=1024)
+    blocked_hosts: tuple[str, ...] = ()
+    deliver: bool = True
+    retry_base_s: float = Field(30.0, gt=0)
+    delivery_concurrency: int = Field(16, ge=1, le=256)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -130,6 +141,7 @@ class Config(_Section):
     matching: MatchingConfig = MatchingConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     policy: PolicyConfig = PolicyConfig()
+    federation: FederationConfig = FederationConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # Where the file was read from; relative paths were resolved against its folder.

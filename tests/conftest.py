@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from attestd.config import Config, load_config
+from attestd.keys import ensure_keys
 
 REQUIRE_PG = os.environ.get("ATTESTD_REQUIRE_POSTGRES") == "1"
 
@@ -128,7 +129,10 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Conf
     for section, values in sections.items():
         for key, value in values.items():
             env[f"ATTESTD_{section.upper()}__{key.upper().replace('.', '__')}"] = _toml(value)
-    return load_config(path, env)
+    env.setdefault("ATTESTD_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true")
+    cfg = load_config(path, env)
+    ensure_keys(cfg.keys_dir)
+    return cfg
 
 
 def _toml(value: Any) -> str:

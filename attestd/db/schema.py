@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -140,4 +141,36 @@ jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("sha256", "state", name="uq_jobs_sha256_state"),
     Index("ix_jobs_state", "state"),
+)
+
+# Activities waiting to be (or already) delivered, one row per destination inbox.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("inbox", Text, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("activity_id", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # queued | delivered | stopped | parked
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("first_failed_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_host", "host"),
+)
+
+# Every verified activity received, by id: de-duplication and a record for handlers.
+received_activities = Table(
+    "received_activities",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("actor", Text, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("body", JSON, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )

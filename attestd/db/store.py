@@ -46,7 +46,7 @@ class Store:
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
         if self._write_lock is None:
             async with self.engine.begin() as conn:
                 yield conn
@@ -138,7 +138,7 @@ class Store:
         transaction."""
         if not images and not audit:
             return
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             if images:
                 insert_ignore = _insert_ignore(conn)
                 await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
@@ -160,7 +160,7 @@ class Store:
                           model: str | None = None, detail: dict[str, Any] | None = None) -> Verdict:
         """Record a verdict of this node's own."""
         now = utcnow()
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             vid = (await conn.execute(insert(t.verdicts).values(
                 sha256=sha256, label=label, method=method, source=source, model=model,
                 detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
@@ -189,7 +189,7 @@ class Store:
         A block also indexes ``frames`` so perceptual near-copies are blocked too.
         """
         now = utcnow()
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             old = (await conn.execute(
                 select(t.overrides.c.id).where(t.overrides.c.sha256 == sha256))).scalar()
             if old is not None:
@@ -213,7 +213,7 @@ class Store:
         """Remove an override by id or sha256; returns what was removed, or None."""
         cond = t.overrides.c.id == override_id if override_id is not None \
             else t.overrides.c.sha256 == sha256
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             row = (await conn.execute(select(t.overrides).where(cond))).first()
             if row is None:
                 return None
@@ -246,7 +246,7 @@ class Store:
     # -- the perceptual index's source ----------------------------------------------------
 
     async def add_hash_entries(self, entries: Iterable[dict[str, Any]]) -> None:
-        async with self._writing() as conn:
+        async with self.writing() as conn:
             await self._add_entries(conn, list(entries))
 
     async def _add_entries(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -288,7 +288,7 @@ class Store:
     async def enqueue_job(self, sha256: str, reason: str) -> bool:
         """Queue ``sha256`` for classification; False if it is already queued."""
         try:
-            async with self._writing() as conn:
+            async with self.writing() as conn:
                 await conn.execute(insert(t.jobs).values(
                     sha256=sha256, state="queued", reason=reason, created_at=utcnow()))
             return True

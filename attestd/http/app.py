@@ -8,6 +8,9 @@ from aiohttp import web
 
 from attestd.config import Config
 from attestd.errors import ConfigError
+from attestd.federation import routes as federation_routes
+from attestd.federation.routes import FEDERATION
+from attestd.federation.runtime import open_federation
 from attestd.http import ops, scan
 from attestd.http.appkeys import CONFIG, INDEX, METRICS, PIPELINE, STORE
 from attestd.http.errors import error_middleware
@@ -28,8 +31,10 @@ def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_node_services)
+    app.cleanup_ctx.append(_federation)
     scan.add_routes(app)
     ops.add_routes(app)
+    federation_routes.add_routes(app)
     return app
 
 
@@ -38,4 +43,10 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = services.store
         app[INDEX] = services.index
         app[PIPELINE] = services.pipeline
+        yield
+
+
+async def _federation(app: web.Application) -> AsyncIterator[None]:
+    async with open_federation(app[CONFIG], app[STORE]) as fed:
+        app[FEDERATION] = fed
         yield

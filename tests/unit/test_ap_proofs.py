@@ -4,7 +4,7 @@ and tampering."""
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -29,7 +29,7 @@ FEP_DOC = {
 }
 FEP_PROOF_VALUE = ("z3sXaxjKs4M3BRicwWA9peyNPJvJqxtGsDmpt1jjoHCjgeUf71TRFz56osPSfDErszyLp5Ks1EhYSg"
                    "pDaNM977Rg2")
-FEP_CREATED = datetime(2023, 2, 24, 23, 36, 38, tzinfo=timezone.utc)
+FEP_CREATED = datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC)
 FEP_METHOD = "https://server.example/users/alice#ed25519-key"
 
 
@@ -71,7 +71,7 @@ def key() -> ed25519.Ed25519PrivateKey:
 
 def test_created_is_whole_seconds_with_z(key: ed25519.Ed25519PrivateKey) -> None:
     signed = create_proof(DOC, key, "https://a.example/actor#ed25519-key",
-                          created=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc))
+                          created=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
     assert signed["proof"]["created"] == "2026-01-02T03:04:05Z"
     assert signed["@context"] == DOC["@context"]  # the object's own context, inline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,7 +44,7 @@ C_HEADERS = {
     "Content-Length": "18",
 }
 C_BODY = b'{"hello": "world"}'
-C_NOW = datetime(2014, 1, 5, 21, 31, 40, tzinfo=timezone.utc)
+C_NOW = datetime(2014, 1, 5, 21, 31, 40, tzinfo=UTC)
 C2_SIG = ("qdx+H7PHHDZgy4y/Ahn9Tny9V3GP6YgBPyUXMmoxWtLbHpUnXS2mg2+SbrQDMCJypxBLSPQR2aAjn"
           "7ndmw2iicw3HMbe8VfEdKFYRqzic+efkb3nndiv/x1xSHDJWeSWkx3ButlYSuBskLu6kd9Fswtemr3lgdDEmn04swr2Os0=")
 C3_SIG = ("vSdrb+dS3EceC9bcwHSo4MlyKS59iFIrhgYkz8+oVLEEzmYZZvRs8rgOp+63LEM3v+MFHB32NfpB2bEKBIvB1q52"
@@ -92,7 +92,7 @@ def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 URL = "https://b.example/inbox"
 BODY = b'{"type":"Follow","id":"https://a.example/follows/1","actor":"https://a.example/actor"}'
 
@@ -211,7 +211,7 @@ def test_independent_implementation_verifies_ours_and_we_verify_its(
     from apsig.draft.sign import Signer
     from apsig.draft.verify import Verifier
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ours = _signed_post(key, now=now)
     assert Verifier(public_pem=key.public_key(), method="POST", url=URL, headers=ours,
                     body=BODY).verify(raise_on_fail=True) == "https://a.example/actor#main-key"

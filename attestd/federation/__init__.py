@@ -1,0 +1,1 @@
+"""The node as an ActivityPub actor: documents, inbox, delivery queue (uses activitypub/)."""

@@ -1,0 +1,113 @@
+"""ActivityPub routes: actor, WebFinger, NodeInfo, inbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from activitypub import ActivityPubError
+from activitypub._documents import (
+    ACTIVITY_JSON,
+    JRD_JSON,
+    actor_document,
+    nodeinfo_document,
+    nodeinfo_links,
+    parse_acct,
+    webfinger_document,
+)
+from activitypub.inbox import InboxRequest
+from attestd import __version__
+from attestd.errors import RequestError
+from attestd.federation.runtime import Federation
+from attestd.model import AuditEntry
+
+log = logging.getLogger(__name__)
+
+FEDERATION = web.AppKey("federation", Federation)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/actor", actor)
+    app.router.add_get("/.well-known/webfinger", webfinger)
+    app.router.add_get("/.well-known/nodeinfo", nodeinfo_index)
+    app.router.add_get("/nodeinfo/2.1", nodeinfo)
+    app.router.add_post("/inbox", inbox)
+
+
+def _activity_json(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(doc), status=status, content_type=ACTIVITY_JSON)
+
+
+def _urls(fed: Federation) -> dict[str, str]:
+    base = fed.actor.id.rsplit("/actor", 1)[0]
+    return {"inbox": f"{base}/inbox", "outbox": f"{base}/outbox",
+            "followers": f"{base}/followers", "shared_inbox": f"{base}/inbox"}
+
+
+async def actor(request: web.Request) -> web.Response:
+    fed = request.app[FEDERATION]
+    return _activity_json(actor_document(fed.actor, **_urls(fed)))
+
+
+async def webfinger(request: web.Request) -> web.Response:
+    fed = request.app[FEDERATION]
+    resource = request.query.get("resource", "")
+    if resource != fed.actor.id:
+        try:
+            user = parse_acct(resource, fed.host)
+        except ActivityPubError as exc:
+            raise RequestError(400, f"{exc}") from None
+        if user != fed.actor.preferred_username:
+            raise RequestError(404, f"no such account: {user}@{fed.host}")
+    subject = f"acct:{fed.actor.preferred_username}@{fed.host}"
+    return web.Response(text=json.dumps(webfinger_document(subject, fed.actor.id)),
+                        content_type=JRD_JSON)
+
+
+async def nodeinfo_index(request: web.Request) -> web.Response:
+    base = request.app[FEDERATION].actor.id.rsplit("/actor", 1)[0]
+    return web.json_response(nodeinfo_links(base))
+
+
+async def nodeinfo(request: web.Request) -> web.Response:
+    doc = nodeinfo_document(software="attestd", version=__version__,
+                            metadata={"nodeName": request.app[FEDERATION].actor.name})
+    return web.json_response(doc, content_type=(
+        'application/json; profile="http://nodeinfo.diaspora.software/ns/schema/2.1#"'))
+
+
+async def inbox(request: web.Request) -> web.Response:
+    fed = request.app[FEDERATION]
+    limit = fed.inbox.max_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestError(413, f"the activity is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(413, f"the activity is over {limit} bytes")
+    req = InboxRequest(method=request.method, path=request.path, query=request.query_string,
+                       headers=dict(request.headers), body=bytes(body))
+    try:
+        verified = await fed.inbox.verify(req)
+    except ActivityPubError as exc:
+        raise RequestError(exc.status_hint, str(exc)) from None
+    if verified.duplicate:
+        return web.json_response({"status": "duplicate", "id": verified.activity["id"]},
+                                 status=202)
+    # The peer is alive: anything parked for it may go again.
+    host = urlsplit(verified.actor).hostname or ""
+    if await fed.store.resume_host(host):
+        fed.deliverer.poke()
+    log.info("received %s from %s", verified.activity.get("type"), verified.actor)
+    from attestd.http.appkeys import PIPELINE
+
+    request.app[PIPELINE].writes.audit(AuditEntry(
+        actor=verified.actor, action="activity_received",
+        source=str(verified.activity["id"])[:500],
+        label=str(verified.activity.get("type"))[:32]))
+    return web.json_response({"status": "accepted", "id": verified.activity["id"]}, status=202)

@@ -1,0 +1,79 @@
+"""The node's federation resources: its actor, key ring, inbox verifier and deliverer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from activitypub import ed25519_multibase, public_key_pem
+from activitypub._documents import ActorSpec
+from activitypub.delivery import Deliverer
+from activitypub.fetch import Fetcher, Keyring, make_session
+from activitypub.inbox import InboxVerifier
+from attestd import __version__
+from attestd.config import Config
+from attestd.db.store import Store
+from attestd.federation.store import FederationStore
+from attestd.keys import NodeKeys, load_keys
+
+USER_AGENT = f"attestd/{__version__}"
+
+
+@dataclass
+class Federation:
+    actor: ActorSpec
+    keys: NodeKeys
+    store: FederationStore
+    keyring: Keyring
+    inbox: InboxVerifier
+    deliverer: Deliverer
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.actor.id).netloc
+
+
+def actor_spec(config: Config, keys: NodeKeys) -> ActorSpec:
+    host = urlsplit(config.node.base_url).netloc
+    return ActorSpec(
+        id=f"{config.node.base_url}/actor", preferred_username="attestd",
+        name=f"attestd at {host}",
+        summary="Image-hash attestation node: signed verdicts about images, for trusted peers.",
+        public_key_pem=public_key_pem(keys.rsa), ed25519_multibase=ed25519_multibase(keys.ed25519))
+
+
+@contextlib.asynccontextmanager
+async def open_federation(config: Config, store: Store) -> AsyncIterator[Federation]:
+    """Start the federation side of a node; the deliverer runs while the context is open."""
+    keys = load_keys(config.keys_dir)
+    fed_cfg = config.federation
+    spec = actor_spec(config, keys)
+    session = make_session(allow_private=fed_cfg.allow_private_addresses, user_agent=USER_AGENT)
+    fstore = FederationStore(store)
+    blocked = {h.lower() for h in fed_cfg.blocked_hosts}
+
+    async def is_blocked(url: str) -> bool:
+        return (urlsplit(url).hostname or "").lower() in blocked
+
+    fetcher = Fetcher(session, key_id=spec.main_key_id, private_key=keys.rsa,
+                      allow_private=fed_cfg.allow_private_addresses)
+    keyring = Keyring(fetcher)
+    inbox = InboxVerifier(keyring, fstore, is_blocked=is_blocked,
+                          max_bytes=fed_cfg.inbox_max_bytes, max_skew_s=fed_cfg.max_clock_skew_s)
+    deliverer = Deliverer(fstore, session, key_id=spec.main_key_id, private_key=keys.rsa,
+                          allow_private=fed_cfg.allow_private_addresses,
+                          concurrency=fed_cfg.delivery_concurrency,
+                          retry_base_s=fed_cfg.retry_base_s, poll_interval_s=1.0)
+    task = asyncio.create_task(deliverer.run(), name="deliverer") if fed_cfg.deliver else None
+    try:
+        yield Federation(actor=spec, keys=keys, store=fstore, keyring=keyring, inbox=inbox,
+                         deliverer=deliverer)
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await session.close()

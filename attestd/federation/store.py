@@ -1,0 +1,98 @@
+"""The federation tables: the delivery queue and the received-activity log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, func, select, update
+
+from activitypub.delivery import Delivery
+from attestd.db import schema as t
+from attestd.db.store import Store, _insert_ignore
+from attestd.model import utcnow
+
+
+class FederationStore:
+    """Implements activitypub's DeliveryStore and SeenActivities on the node's database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    async def enqueue(self, inboxes: Sequence[str], activity: dict[str, Any]) -> int:
+        """Queue ``activity`` for each inbox (de-duplicated); returns how many were queued."""
+        body = json.dumps(activity, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        now = utcnow()
+        rows = [{"inbox": inbox, "host": (urlsplit(inbox).hostname or "").lower(),
+                 "activity_id": str(activity.get("id", "")), "body": body, "state": "queued",
+                 "attempts": 0, "next_attempt_at": now, "created_at": now}
+                for inbox in dict.fromkeys(inboxes)]
+        if rows:
+            async with self.store.writing() as conn:
+                await conn.execute(t.deliveries.insert(), rows)
+        return len(rows)
+
+    # -- activitypub.delivery.DeliveryStore ------------------------------------------------
+
+    async def due(self, now: datetime, limit: int) -> Sequence[Delivery]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.deliveries.c.id, t.deliveries.c.inbox, t.deliveries.c.body,
+                       t.deliveries.c.attempts, t.deliveries.c.first_failed_at)
+                .where(and_(t.deliveries.c.state == "queued",
+                            t.deliveries.c.next_attempt_at <= now))
+                .order_by(t.deliveries.c.next_attempt_at, t.deliveries.c.id).limit(limit))).all()
+        return [Delivery(id=int(r.id), inbox=r.inbox, body=bytes(r.body), attempts=int(r.attempts),
+                         first_failed_at=r.first_failed_at) for r in rows]
+
+    async def delivered(self, delivery_id: int) -> None:
+        await self._set(delivery_id, state="delivered", delivered_at=utcnow(), last_error=None)
+
+    async def retry(self, delivery_id: int, next_at: datetime, error: str) -> None:
+        async with self.store.writing() as conn:
+            await conn.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(
+                attempts=t.deliveries.c.attempts + 1, next_attempt_at=next_at,
+                first_failed_at=func.coalesce(t.deliveries.c.first_failed_at, utcnow()),
+                last_error=error[:1000]))
+
+    async def stop(self, delivery_id: int, error: str) -> None:
+        await self._set(delivery_id, state="stopped", last_error=error[:1000])
+
+    async def park(self, delivery_id: int, error: str) -> None:
+        await self._set(delivery_id, state="parked", last_error=error[:1000])
+
+    async def resume_host(self, host: str) -> int:
+        """A parked peer contacted us: queue its deliveries again, now."""
+        async with self.store.writing() as conn:
+            res = await conn.execute(update(t.deliveries).where(and_(
+                t.deliveries.c.host == host.lower(), t.deliveries.c.state == "parked"))
+                .values(state="queued", next_attempt_at=utcnow(), first_failed_at=None))
+        return int(res.rowcount or 0)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.deliveries.c.state, func.count())
+                                       .group_by(t.deliveries.c.state))).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def _set(self, delivery_id: int, **values: Any) -> None:
+        async with self.store.writing() as conn:
+            await conn.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id)
+                               .values(**values))
+
+    # -- activitypub.inbox.SeenActivities --------------------------------------------------
+
+    async def first_sighting(self, activity: dict[str, Any]) -> bool:
+        """Keep a verified activity; False if its id was already received."""
+        t_value = activity.get("type")
+        type_name = t_value if isinstance(t_value, str) else ",".join(map(str, t_value or []))
+        async with self.store.writing() as conn:
+            ins = _insert_ignore(conn)(t.received_activities).values(
+                id=activity["id"], actor=activity["actor"], type=type_name[:64], body=activity,
+                received_at=utcnow()).on_conflict_do_nothing()
+            res = await conn.execute(ins)
+        return bool(res.rowcount)
