@@ -11,7 +11,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 import aiohttp
@@ -103,7 +103,7 @@ class Deliverer:
 
     async def run_once(self) -> int:
         """Try every due delivery once; returns how many were attempted."""
-        due = await self.store.due(datetime.now(timezone.utc), self.concurrency * 4)
+        due = await self.store.due(datetime.now(UTC), self.concurrency * 4)
         if not due:
             return 0
         sem = asyncio.Semaphore(self.concurrency)
@@ -116,7 +116,7 @@ class Deliverer:
         return len(due)
 
     async def _attempt(self, d: Delivery) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             check_url(d.inbox, self.allow_private)
             headers = sign_request(method="POST", url=d.inbox, key_id=self.key_id,
@@ -129,7 +129,7 @@ class Deliverer:
         except ActivityPubError as exc:
             await self.store.stop(d.id, str(exc))
             return
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._failed(d, now, f"{type(exc).__name__}: {exc}")
             return
         outcome = outcome_for_status(status)

@@ -121,7 +121,7 @@ class Fetcher:
                     if ctype not in _JSON_TYPES:
                         raise FetchError(f"GET {current} returned {ctype or 'no type'}, not JSON")
                     body = await _read_capped(r, self.max_bytes, current)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 if isinstance(exc.__cause__, BlockedAddressError):
                     raise exc.__cause__ from None
                 raise FetchError(f"GET {current} failed: {exc or type(exc).__name__}") from None

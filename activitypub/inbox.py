@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from activitypub._documents import require_id, types_of
 from activitypub._errors import ActivityPubError, RemoteProtocolError, SignatureError
 from activitypub._keys import PublicKey
-from activitypub._signatures import parse_signature_header, verify_request
+from activitypub._signatures import SignatureParams, parse_signature_header, verify_request
 
 
 class KeySource(Protocol):
@@ -79,23 +79,7 @@ class InboxVerifier:
             for who in (actor, params.key_id):
                 if await self.is_blocked(who):
                     raise Blocked(f"{urlsplit(who).hostname} is blocked here")
-        try:
-            owner, key = await self.keys.public_key(params.key_id)
-        except ActivityPubError as exc:
-            raise SignatureError(f"cannot get the signing key {params.key_id}: {exc}") from None
-        try:
-            verify_request(method=req.method, path=req.path, query=req.query, headers=req.headers,
-                           body=req.body, params=params, public_key=key, now=now,
-                           max_skew_s=self.max_skew_s)
-        except SignatureError as first:
-            # Keys rotate: fetch the key again, once, before refusing.
-            try:
-                owner, key = await self.keys.public_key(params.key_id, refresh=True)
-            except ActivityPubError:
-                raise first from None
-            verify_request(method=req.method, path=req.path, query=req.query, headers=req.headers,
-                           body=req.body, params=params, public_key=key, now=now,
-                           max_skew_s=self.max_skew_s)
+        owner = await verify_signed(self.keys, req, params, now=now, max_skew_s=self.max_skew_s)
         if owner != actor:
             raise SignatureError(f"signed by {owner}, but the activity's actor is {actor}")
         duplicate = not await self.seen.first_sighting(activity)
@@ -119,3 +103,34 @@ def parse_activity(body: bytes) -> dict[str, Any]:
         raise RemoteProtocolError("the activity has no actor URL")
     activity["actor"] = actor
     return activity
+
+
+async def verify_signed(keys: KeySource, req: InboxRequest, params: SignatureParams | None = None,
+                        *, now: datetime | None = None, max_skew_s: int = 3600) -> str:
+    """Verify any signed request (a POST, or a GET of a protected collection); return the
+    signer's actor id. Refetches the key once if the first check fails (keys rotate).
+
+    Raises SignatureError (401).
+    """
+    if params is None:
+        lower = {k.lower(): v for k, v in req.headers.items()}
+        header = lower.get("signature") or lower.get("authorization")
+        if not header:
+            raise SignatureError("the request is not signed (no Signature header)")
+        params = parse_signature_header(header)
+    body = req.body if req.method.upper() != "GET" else None
+    try:
+        owner, key = await keys.public_key(params.key_id)
+    except ActivityPubError as exc:
+        raise SignatureError(f"cannot get the signing key {params.key_id}: {exc}") from None
+    try:
+        verify_request(method=req.method, path=req.path, query=req.query, headers=req.headers,
+                       body=body, params=params, public_key=key, now=now, max_skew_s=max_skew_s)
+    except SignatureError as first:
+        try:
+            owner, key = await keys.public_key(params.key_id, refresh=True)
+        except ActivityPubError:
+            raise first from None
+        verify_request(method=req.method, path=req.path, query=req.query, headers=req.headers,
+                       body=body, params=params, public_key=key, now=now, max_skew_s=max_skew_s)
+    return owner

@@ -174,3 +174,25 @@ received_activities = Table(
     Column("body", JSON, nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+
+# What this node published, newest last; ids are UUIDv7 strings (time-ordered cursors).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("activity", JSON, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+)
+
+# Actors following this node. Only accepted followers receive and may read attestations.
+followers = Table(
+    "followers",
+    metadata,
+    Column("id", String(36), primary_key=True),  # UUIDv7: paging cursor
+    Column("actor", Text, nullable=False, unique=True),
+    Column("inbox", Text, nullable=False),
+    Column("shared_inbox", Text, nullable=True),
+    Column("state", String(16), nullable=False),  # pending | accepted | rejected
+    Column("follow_activity", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -10,16 +10,19 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from activitypub import ActivityPubError
+from activitypub._collections import build_page, parse_page_request
 from activitypub._documents import (
     ACTIVITY_JSON,
     JRD_JSON,
     actor_document,
     nodeinfo_document,
     nodeinfo_links,
+    ordered_collection,
+    page_url,
     parse_acct,
     webfinger_document,
 )
-from activitypub.inbox import InboxRequest
+from activitypub.inbox import InboxRequest, verify_signed
 from attestd import __version__
 from attestd.errors import RequestError
 from attestd.federation.runtime import Federation
@@ -36,6 +39,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/.well-known/nodeinfo", nodeinfo_index)
     app.router.add_get("/nodeinfo/2.1", nodeinfo)
     app.router.add_post("/inbox", inbox)
+    app.router.add_get("/outbox", outbox)
+    app.router.add_get("/followers", followers)
 
 
 def _activity_json(doc: dict[str, Any], status: int = 200) -> web.Response:
@@ -90,7 +95,9 @@ async def inbox(request: web.Request) -> web.Response:
         body += chunk
         if len(body) > limit:
             raise RequestError(413, f"the activity is over {limit} bytes")
-    req = InboxRequest(method=request.method, path=request.path, query=request.query_string,
+    # Signatures cover the path and query as sent, not as decoded.
+    req = InboxRequest(method=request.method, path=request.rel_url.raw_path,
+                       query=request.rel_url.raw_query_string,
                        headers=dict(request.headers), body=bytes(body))
     try:
         verified = await fed.inbox.verify(req)
@@ -111,3 +118,46 @@ async def inbox(request: web.Request) -> web.Response:
         source=str(verified.activity["id"])[:500],
         label=str(verified.activity.get("type"))[:32]))
     return web.json_response({"status": "accepted", "id": verified.activity["id"]}, status=202)
+
+
+async def _signed_follower(request: web.Request) -> str:
+    """The signer of a GET, who must be an accepted follower: attestations and the list of
+    who follows us are not public."""
+    fed = request.app[FEDERATION]
+    req = InboxRequest(method="GET", path=request.rel_url.raw_path,
+                       query=request.rel_url.raw_query_string,
+                       headers=dict(request.headers), body=b"")
+    try:
+        signer = await verify_signed(fed.keyring, req, max_skew_s=fed.inbox.max_skew_s)
+    except ActivityPubError as exc:
+        raise RequestError(exc.status_hint, str(exc)) from None
+    if not await fed.store.is_accepted_follower(signer):
+        raise RequestError(403, f"{signer} is not an accepted follower of this node")
+    return signer
+
+
+async def _collection(request: web.Request, name: str, total: int, page: Any) -> web.Response:
+    fed = request.app[FEDERATION]
+    collection_id = f"{_urls(fed)['inbox'].rsplit('/inbox', 1)[0]}/{name}"
+    if "page" not in request.query:
+        return _activity_json(ordered_collection(collection_id, total,
+                                                 page_url(collection_id)))
+    try:
+        preq = parse_page_request(request.query)
+    except ActivityPubError as exc:
+        raise RequestError(400, str(exc)) from None
+    return _activity_json(build_page(collection_id, preq, await page(preq)))
+
+
+async def outbox(request: web.Request) -> web.Response:
+    await _signed_follower(request)
+    fed = request.app[FEDERATION]
+    return await _collection(request, "outbox", await fed.store.outbox_total(),
+                             fed.store.outbox_page)
+
+
+async def followers(request: web.Request) -> web.Response:
+    await _signed_follower(request)
+    fed = request.app[FEDERATION]
+    return await _collection(request, "followers", await fed.store.followers_total(),
+                             fed.store.followers_page)

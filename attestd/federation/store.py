@@ -9,7 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, func, select, update
+from uuid6 import uuid7
 
+from activitypub._collections import PageItems, PageRequest
 from activitypub.delivery import Delivery
 from attestd.db import schema as t
 from attestd.db.store import Store, _insert_ignore
@@ -96,3 +98,74 @@ class FederationStore:
                 received_at=utcnow()).on_conflict_do_nothing()
             res = await conn.execute(ins)
         return bool(res.rowcount)
+
+    # -- outbox and followers ----------------------------------------------------------------
+
+    async def publish(self, activity: dict[str, Any]) -> str:
+        """Append to the outbox; returns its cursor id (UUIDv7)."""
+        oid = str(uuid7())
+        async with self.store.writing() as conn:
+            await conn.execute(t.outbox.insert().values(id=oid, activity=activity,
+                                                        published_at=utcnow()))
+        return oid
+
+    async def outbox_page(self, req: PageRequest) -> PageItems:
+        return await self._page(t.outbox, t.outbox.c.activity, req, None)
+
+    async def outbox_total(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.outbox))).scalar_one())
+
+    async def add_follower(self, actor: str, inbox: str, shared_inbox: str | None,
+                           state: str = "pending", follow_activity: str | None = None) -> str:
+        """Record (or update) a follower; returns its cursor id."""
+        async with self.store.writing() as conn:
+            row = (await conn.execute(select(t.followers.c.id)
+                                      .where(t.followers.c.actor == actor))).first()
+            if row is not None:
+                await conn.execute(update(t.followers).where(t.followers.c.id == row.id).values(
+                    inbox=inbox, shared_inbox=shared_inbox, state=state,
+                    follow_activity=follow_activity))
+                return str(row.id)
+            fid = str(uuid7())
+            await conn.execute(t.followers.insert().values(
+                id=fid, actor=actor, inbox=inbox, shared_inbox=shared_inbox, state=state,
+                follow_activity=follow_activity, created_at=utcnow()))
+            return fid
+
+    async def is_accepted_follower(self, actor: str) -> bool:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.followers.c.state)
+                                      .where(t.followers.c.actor == actor))).first()
+        return row is not None and row.state == "accepted"
+
+    async def followers_page(self, req: PageRequest) -> PageItems:
+        return await self._page(t.followers, t.followers.c.actor, req,
+                                t.followers.c.state == "accepted")
+
+    async def followers_total(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.followers)
+                                           .where(t.followers.c.state == "accepted"))).scalar_one())
+
+    async def _page(self, table: Any, value: Any, req: PageRequest, where: Any) -> PageItems:
+        q = select(table.c.id, value.label("value"))
+        if where is not None:
+            q = q.where(where)
+        if req.min_id:
+            # Newer than the cursor, oldest first (so a resuming follower misses nothing),
+            # shown newest first like every page.
+            q = q.where(table.c.id > req.min_id).order_by(table.c.id.asc())
+        else:
+            if req.max_id:
+                q = q.where(table.c.id < req.max_id)
+            q = q.order_by(table.c.id.desc())
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q.limit(req.limit + 1))).all()
+        more = len(rows) > req.limit
+        rows = rows[: req.limit]
+        if req.min_id:
+            rows = list(reversed(rows))
+            return PageItems([(r.id, r.value) for r in rows], more_older=True, more_newer=more)
+        return PageItems([(r.id, r.value) for r in rows], more_older=more,
+                         more_newer=req.max_id is not None)

@@ -7,7 +7,7 @@ import email.utils
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ async def test_signed_follow_is_accepted_once(node: Node, peer: Peer,
 async def test_lemmy_shaped_hs2019_request(node: Node, peer: Peer,
                                            http: aiohttp.ClientSession) -> None:
     body = json.dumps(follow(peer, node)).encode()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     created, expires = int(now.timestamp()), int(now.timestamp()) + 300
     host = node.base.split("//")[1]
     headers = {"Host": host, "Content-Type": "application/activity+json",
@@ -150,7 +150,7 @@ async def test_bad_inbox_requests(node: Node, peer: Peer, http: aiohttp.ClientSe
                       "not signed"))
         stale_body, stale = peer.signed_post(node.inbox, follow(peer, node))
         stale["Date"] = email.utils.format_datetime(
-            datetime.now(timezone.utc) - timedelta(hours=3), usegmt=True)
+            datetime.now(UTC) - timedelta(hours=3), usegmt=True)
         cases.append(("stale date", stale_body, stale, 401, "clock"))
         # Mallory signs an activity claiming to be Alice's.
         forged_body, forged = impostor.signed_post(node.inbox, follow(peer, node))

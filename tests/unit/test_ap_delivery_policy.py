@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from activitypub import BlockedAddressError, FetchError
 from activitypub.delivery import MAX_DELAY_S, outcome_for_status, retry_delay
 from activitypub.fetch import address_is_public, check_url
-from activitypub import BlockedAddressError, FetchError
 
 
 @pytest.mark.parametrize("status,outcome", [

@@ -1,8 +1,8 @@
-"""federation delivery queue and received activities
+"""federation: delivery queue, received activities, outbox, followers
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-21 21:14:50.410827
+Create Date: 2026-11-21 21:18:28.774020
 """
 from alembic import op
 import sqlalchemy as sa
@@ -34,6 +34,23 @@ def upgrade() -> None:
         batch_op.create_index('ix_deliveries_due', ['state', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_deliveries_host', ['host'], unique=False)
 
+    op.create_table('followers',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('actor', sa.Text(), nullable=False),
+    sa.Column('inbox', sa.Text(), nullable=False),
+    sa.Column('shared_inbox', sa.Text(), nullable=True),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('follow_activity', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('actor')
+    )
+    op.create_table('outbox',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('activity', sa.JSON(), nullable=False),
+    sa.Column('published_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('received_activities',
     sa.Column('id', sa.Text(), nullable=False),
     sa.Column('actor', sa.Text(), nullable=False),
@@ -46,6 +63,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('received_activities')
+    op.drop_table('outbox')
+    op.drop_table('followers')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index('ix_deliveries_host')
         batch_op.drop_index('ix_deliveries_due')
