@@ -81,25 +81,32 @@ class Deliverer:
         self.poll_interval_s = poll_interval_s
         self.retry_base_s = retry_base_s
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def poke(self) -> None:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
+        """Deliver until ``stop`` is called."""
+        while not self._stopping:
             try:
                 sent = await self.run_once()
             except Exception:
                 log.exception("delivery loop failed; retrying")
                 sent = 0
-            if sent:
+            if sent or self._stopping:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    def stop(self) -> None:
+        """Finish the deliveries in flight (their outcomes are recorded), then return."""
+        self._stopping = True
+        self._wake.set()
 
     async def run_once(self) -> int:
         """Try every due delivery once; returns how many were attempted."""

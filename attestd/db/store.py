@@ -133,12 +133,17 @@ class Store:
         await self.write_batch([hashes], [])
 
     async def write_batch(self, images: Sequence[ImageHashes],
-                          audit: Sequence[AuditEntry]) -> None:
-        """Save images' hashes (ignoring ones already saved) and audit entries, in one
-        transaction."""
-        if not images and not audit:
+                          audit: Sequence[AuditEntry],
+                          received: Sequence[dict[str, Any]] = ()) -> None:
+        """Save images' hashes (ignoring ones already saved), audit entries and received
+        activities (ignoring ids already kept), in one transaction."""
+        if not images and not audit and not received:
             return
         async with self.writing() as conn:
+            if received:
+                await conn.execute(
+                    _insert_ignore(conn)(t.received_activities).on_conflict_do_nothing(),
+                    list(received))
             if images:
                 insert_ignore = _insert_ignore(conn)
                 await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [

@@ -18,6 +18,7 @@ from attestd.config import Config
 from attestd.db.store import Store
 from attestd.federation.store import FederationStore
 from attestd.keys import NodeKeys, load_keys
+from attestd.write_behind import WriteBehind
 
 USER_AGENT = f"attestd/{__version__}"
 
@@ -46,13 +47,15 @@ def actor_spec(config: Config, keys: NodeKeys) -> ActorSpec:
 
 
 @contextlib.asynccontextmanager
-async def open_federation(config: Config, store: Store) -> AsyncIterator[Federation]:
+async def open_federation(config: Config, store: Store,
+                          writes: WriteBehind | None = None) -> AsyncIterator[Federation]:
     """Start the federation side of a node; the deliverer runs while the context is open."""
     keys = load_keys(config.keys_dir)
     fed_cfg = config.federation
     spec = actor_spec(config, keys)
     session = make_session(allow_private=fed_cfg.allow_private_addresses, user_agent=USER_AGENT)
-    fstore = FederationStore(store)
+    fstore = FederationStore(store, writes)
+    await fstore.load_recent(2 * fed_cfg.max_clock_skew_s + 600)
     blocked = {h.lower() for h in fed_cfg.blocked_hosts}
 
     async def is_blocked(url: str) -> bool:
@@ -73,7 +76,13 @@ async def open_federation(config: Config, store: Store) -> AsyncIterator[Federat
                          deliverer=deliverer)
     finally:
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Let deliveries in flight record their outcome; cancelling one half-way
+            # through its database update could leave SQLite's write lock held.
+            deliverer.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 15)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await session.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,14 +18,24 @@ from activitypub.delivery import Delivery
 from attestd.db import schema as t
 from attestd.db.store import Store, _insert_ignore
 from attestd.model import utcnow
+from attestd.write_behind import WriteBehind
 
 
 class FederationStore:
     """Implements activitypub's DeliveryStore and SeenActivities on the node's database."""
 
-    def __init__(self, store: Store) -> None:
+    # Signatures older than the clock-skew window are refused anyway, so remembering the
+    # ids seen in the last few hours is enough to refuse every replay.
+    RECENT_IDS = 200_000
+    PARKED_REFRESH_S = 60.0
+
+    def __init__(self, store: Store, writes: WriteBehind | None = None) -> None:
         self.store = store
         self.engine = store.engine
+        self.writes = writes
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._parked: set[str] | None = None
+        self._parked_at = 0.0
 
     async def enqueue(self, inboxes: Sequence[str], activity: dict[str, Any]) -> int:
         """Queue ``activity`` for each inbox (de-duplicated); returns how many were queued."""
@@ -49,7 +61,7 @@ class FederationStore:
                             t.deliveries.c.next_attempt_at <= now))
                 .order_by(t.deliveries.c.next_attempt_at, t.deliveries.c.id).limit(limit))).all()
         return [Delivery(id=int(r.id), inbox=r.inbox, body=bytes(r.body), attempts=int(r.attempts),
-                         first_failed_at=r.first_failed_at) for r in rows]
+                         first_failed_at=_aware(r.first_failed_at)) for r in rows]
 
     async def delivered(self, delivery_id: int) -> None:
         await self._set(delivery_id, state="delivered", delivered_at=utcnow(), last_error=None)
@@ -66,9 +78,22 @@ class FederationStore:
 
     async def park(self, delivery_id: int, error: str) -> None:
         await self._set(delivery_id, state="parked", last_error=error[:1000])
+        self._parked = None  # re-read on the next resume check
 
     async def resume_host(self, host: str) -> int:
         """A parked peer contacted us: queue its deliveries again, now."""
+        host = host.lower()
+        # Called on every inbox hit: answer from a set of parked hosts refreshed each
+        # minute (other processes park too) instead of writing every time.
+        if self._parked is None or time.monotonic() - self._parked_at > self.PARKED_REFRESH_S:
+            async with self.engine.connect() as conn:
+                self._parked = {r[0] for r in (await conn.execute(
+                    select(t.deliveries.c.host).where(t.deliveries.c.state == "parked")
+                    .distinct())).all()}
+            self._parked_at = time.monotonic()
+        if host not in self._parked:
+            return 0
+        self._parked.discard(host)
         async with self.store.writing() as conn:
             res = await conn.execute(update(t.deliveries).where(and_(
                 t.deliveries.c.host == host.lower(), t.deliveries.c.state == "parked"))
@@ -89,13 +114,45 @@ class FederationStore:
     # -- activitypub.inbox.SeenActivities --------------------------------------------------
 
     async def first_sighting(self, activity: dict[str, Any]) -> bool:
+        """Record a verified activity; False if its id was already received."""
+        aid = str(activity["id"])
+        if aid in self._recent:
+            return False
+        if self.writes is not None and self.engine.dialect.name == "sqlite":
+            # One process owns a SQLite database, and load_recent filled memory with every
+            # id a replay could still carry a valid signature for: memory decides, and the
+            # row is written with the next batch.
+            self._remember(aid)
+            self.writes.received(_received_row(activity))
+            return True
+        first = await self._insert_received(activity)
+        self._remember(aid)
+        return first
+
+    async def load_recent(self, window_s: float) -> int:
+        """Remember the ids received within ``window_s`` (twice the clock-skew allowance
+        covers every replay whose signature could still verify)."""
+        since = utcnow() - timedelta(seconds=window_s)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.received_activities.c.id)
+                .where(t.received_activities.c.received_at >= since)
+                .order_by(t.received_activities.c.received_at)
+                .limit(self.RECENT_IDS))).all()
+        for r in rows:
+            self._remember(r.id)
+        return len(rows)
+
+    def _remember(self, aid: str) -> None:
+        self._recent[aid] = None
+        while len(self._recent) > self.RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    async def _insert_received(self, activity: dict[str, Any]) -> bool:
         """Keep a verified activity; False if its id was already received."""
-        t_value = activity.get("type")
-        type_name = t_value if isinstance(t_value, str) else ",".join(map(str, t_value or []))
         async with self.store.writing() as conn:
             ins = _insert_ignore(conn)(t.received_activities).values(
-                id=activity["id"], actor=activity["actor"], type=type_name[:64], body=activity,
-                received_at=utcnow()).on_conflict_do_nothing()
+                **_received_row(activity)).on_conflict_do_nothing()
             res = await conn.execute(ins)
         return bool(res.rowcount)
 
@@ -169,3 +226,17 @@ class FederationStore:
             return PageItems([(r.id, r.value) for r in rows], more_older=True, more_newer=more)
         return PageItems([(r.id, r.value) for r in rows], more_older=more,
                          more_newer=req.max_id is not None)
+
+
+def _received_row(activity: dict[str, Any]) -> dict[str, Any]:
+    t_value = activity.get("type")
+    type_name = t_value if isinstance(t_value, str) else ",".join(map(str, t_value or []))
+    return {"id": str(activity["id"]), "actor": activity["actor"], "type": type_name[:64],
+            "body": activity, "received_at": utcnow()}
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite keeps no time zone; every time we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value

@@ -47,6 +47,6 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _federation(app: web.Application) -> AsyncIterator[None]:
-    async with open_federation(app[CONFIG], app[STORE]) as fed:
+    async with open_federation(app[CONFIG], app[STORE], app[PIPELINE].writes) as fed:
         app[FEDERATION] = fed
         yield

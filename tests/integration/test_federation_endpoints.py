@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import json
@@ -115,6 +116,7 @@ async def test_signed_follow_is_accepted_once(node: Node, peer: Peer,
     # A replay of the very same request is not applied twice.
     async with http.post(node.inbox, data=body, headers=headers) as r:
         assert r.status == 202 and (await r.json())["status"] == "duplicate"
+    await asyncio.sleep(0.6)  # on SQLite the record is written behind, in a batch
     async with node.app[STORE].engine.connect() as conn:
         n = (await conn.execute(select(func.count()).select_from(t.received_activities))).scalar()
     assert n == 1

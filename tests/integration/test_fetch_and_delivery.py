@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,37 @@ async def test_unreachable_peer_is_retried_until_it_comes_back(node: Node) -> No
         assert await async_wait_for(lambda: len(late.received) == 1, timeout=20)
     finally:
         await late.stop()
+
+
+async def test_peer_down_for_days_is_parked_then_resumed_when_it_writes_to_us(
+        node: Node) -> None:
+    from datetime import datetime, timedelta
+
+    import aiohttp
+    from sqlalchemy import update
+
+    from attestd.db import schema as t
+    from tests.integration.test_federation_endpoints import follow
+
+    away = Peer(name="away")  # down
+    fed = _fed(node)
+    await fed.store.enqueue([away.inbox], {"id": f"{node.base}/a/3", "type": "Create",
+                                           "actor": f"{node.base}/actor"})
+    # It has been failing for four days already.
+    async with fed.store.store.writing() as conn:
+        await conn.execute(update(t.deliveries).values(
+            attempts=12, first_failed_at=datetime.now(UTC) - timedelta(days=4)))
+    fed.deliverer.poke()
+    assert await async_wait_for(_counts_are(fed, {"parked": 1}), timeout=10)
+
+    # Back online, it sends us something: what was parked for it goes out at once.
+    await away.start()
+    try:
+        body, headers = away.signed_post(node.inbox, follow(away, node))
+        async with aiohttp.ClientSession() as s:
+            async with s.post(node.inbox, data=body, headers=headers) as r:
+                assert r.status == 202
+        assert await async_wait_for(lambda: len(away.received) == 1, timeout=10)
+        assert await async_wait_for(_counts_are(fed, {"delivered": 1}), timeout=5)
+    finally:
+        await away.stop()
