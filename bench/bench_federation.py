@@ -98,7 +98,7 @@ async def deliveries_round(db_url: str, base: str, inboxes: list[str], per_inbox
     start_count = counter.value
     total = per_inbox * len(inboxes)
     t0 = time.perf_counter()
-    for i in range(per_inbox):
+    for _ in range(per_inbox):
         await fed.enqueue(inboxes, {"@context": "https://www.w3.org/ns/activitystreams",
                                     "id": f"{base}/activities/{uuid.uuid4()}", "type": "Create",
                                     "actor": f"{base}/actor",
@@ -223,7 +223,9 @@ def main() -> None:
             followers.terminate()
             server_log.close()
             if os.environ.get("BENCH_DUMP_SHUTDOWN"):
-                print("\n".join(l[:300] for l in open(f"{tmp}/serve.log").read().splitlines() if "Error" in l or "error" in l or "ERROR" in l)[:4000])
+                errors = [line[:300] for line in open(f"{tmp}/serve.log").read().splitlines()
+                          if "error" in line.lower()]
+                print("\n".join(errors)[:4000])
     d, i = statistics.median(delivery_rates), statistics.median(inbox_rates)
     print(f"signed deliveries: median {d:.0f}/s to {args.followers} followers")
     print(f"verified inbox activities: median {i:.0f}/s (target >= 500/s: "

@@ -6,7 +6,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -238,5 +238,5 @@ def _received_row(activity: dict[str, Any]) -> dict[str, Any]:
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite keeps no time zone; every time we store is UTC.
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
