@@ -114,9 +114,13 @@ def db_upgrade() -> None:
 @db.command("current")
 def db_current() -> None:
     """Show whether the database schema is current."""
-    from attestd.db.engine import check_schema_current, create_engine
+    _check_schema(_config())
+    click.echo("database schema is current")
 
-    cfg = _config()
+
+def _check_schema(cfg: Config) -> None:
+    """Raise DatabaseNotReady (naming the command to run) unless the schema is current."""
+    from attestd.db.engine import check_schema_current, create_engine
 
     async def go() -> None:
         engine = create_engine(cfg.database.url)
@@ -126,7 +130,6 @@ def db_current() -> None:
             await engine.dispose()
 
     _run(go)
-    click.echo("database schema is current")
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -138,21 +141,12 @@ def serve(host: str | None, port: int | None) -> None:
     """Run the node's HTTP server."""
     from aiohttp import web
 
-    from attestd.db.engine import check_schema_current, create_engine
     from attestd.http import create_app
     from attestd.logs import RedactingAccessLogger
 
     cfg = _config()
     load_keys(cfg.keys_dir)
-
-    async def schema_ok() -> None:
-        engine = create_engine(cfg.database.url)
-        try:
-            await check_schema_current(engine, cfg.database.url)
-        finally:
-            await engine.dispose()
-
-    _run(schema_ok)  # fail fast, with the command to run, before binding the port
+    _check_schema(cfg)  # fail fast, with the command to run, before binding the port
     web.run_app(create_app(cfg), host=host or cfg.server.host, port=port or cfg.server.port,
                 access_log_class=RedactingAccessLogger, print=click.echo)
 

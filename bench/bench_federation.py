@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from activitypub import public_key_pem, sign_request  # noqa: E402
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe, wait_http  # noqa: E402
 from tests.peers import free_port  # noqa: E402
 
 ATTESTD = str(Path(sys.executable).with_name("attestd"))
@@ -72,19 +72,6 @@ def run_followers(ports: list[int], ready: multiprocessing.Event, counter: multi
         await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-async def wait_http(url: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(300):
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
 
 
 async def deliveries_round(db_url: str, base: str, inboxes: list[str], per_inbox: int,

@@ -30,7 +30,7 @@ import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe, wait_http  # noqa: E402
 from tests.images import scene  # noqa: E402
 
 ATTESTD = str(Path(sys.executable).with_name("attestd"))
@@ -146,7 +146,7 @@ def main() -> None:
                                   stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/api/v1/scan/IPADDR"
         try:
-            asyncio.run(_wait_up(f"http://127.0.0.1:{port}/healthz"))
+            asyncio.run(wait_http(f"http://127.0.0.1:{port}/healthz"))
             asyncio.run(load(url, [photo(10_000 + i) for i in range(32)], 4, None))  # warm-up
 
             new_rates, new_p99 = [], []
@@ -190,19 +190,6 @@ def main() -> None:
           f"(target >= 60/s: {'met' if new_rate >= 60 else 'NOT met'})")
     print(f"ratio known/new: {known_rate / new_rate:.1f}x; pictrs-safety: <= 1 check/s per "
           "client (1 s polling loop)")
-
-
-async def _wait_up(url: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(300):
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise SystemExit("the node did not start")
 
 
 if __name__ == "__main__":

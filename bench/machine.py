@@ -1,9 +1,12 @@
-"""What machine a benchmark ran on, printed with its figures."""
+"""Shared by the benchmarks: what machine they ran on, and waiting for a node."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
+
+import aiohttp
 
 
 def describe() -> str:
@@ -25,3 +28,17 @@ def describe() -> str:
         pass
     return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores{mem}; "
             f"Python {platform.python_version()} on {platform.system()} {platform.release()}")
+
+
+async def wait_http(url: str, timeout_s: float = 30) -> None:
+    """Wait until ``url`` answers 200."""
+    async with aiohttp.ClientSession() as s:
+        for _ in range(int(timeout_s * 10)):
+            try:
+                async with s.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")

@@ -6,6 +6,7 @@ import asyncio
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -181,3 +182,16 @@ async def async_wait_for(predicate: Any, timeout: float = 10.0, interval: float 
             return True
         await asyncio.sleep(interval)
     return False
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 15) -> int | None:
+    """SIGTERM a node and wait; returns its exit code, or None if it had to be killed."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _free_port, wait_for
+from tests.conftest import _free_port, stop_server, wait_for
 from tests.images import jpeg, reencoded
 
 ATTESTD = str(Path(sys.executable).with_name("attestd"))
@@ -61,12 +60,9 @@ def server(home: dict[str, str]) -> Iterator[str]:
             Path(log.name).read_text()
         yield base
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        code = stop_server(proc)
         log.close()
+        assert code is not None, "attestd serve did not stop within 15 s of SIGTERM"
 
 
 def _get(url: str) -> tuple[int, bytes]:

@@ -16,7 +16,7 @@ from attestd.db import schema as t
 from attestd.db.engine import create_engine
 from attestd.db.store import Store
 from attestd.federation.store import FederationStore
-from tests.conftest import async_wait_for
+from tests.conftest import async_wait_for, stop_server
 from tests.e2e.test_cli_and_serve import _get
 from tests.peers import Peer, free_port
 
@@ -73,13 +73,10 @@ async def test_kill_with_deliveries_queued_then_restart(tmp_path: Path, db_url: 
         assert await async_wait_for(
             lambda: _counts(fed, {"delivered": 25}), timeout=10)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        code = stop_server(proc)
         await peer.stop()
         await engine.dispose()
+    assert code is not None, "attestd serve did not stop within 15 s of SIGTERM"
 
 
 async def _counts(fed: FederationStore, expected: dict[str, int]) -> bool:
