@@ -17,6 +17,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from scanner.errors import UnreadableImage
 from scanner.hashes import FrameHashes, ImageHashes, sha256_hex
+from scanner.video import looks_like_video, sample_video
 
 # We enforce our own pixel limit (below) with a clear message; Pillow's own check
 # would only warn up to twice its limit.
@@ -67,6 +68,8 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if looks_like_video(data):
+                return _hash_video(data, limits)
             return _hash_decoded(data, limits)
     except UnreadableImage:
         raise
@@ -125,6 +128,14 @@ def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
     )
 
 
+def _hash_video(data: bytes, limits: DecodeLimits) -> ImageHashes:
+    media_type, width, height, frame_count, frames = sample_video(
+        data, limits.max_frames, limits.max_pixels)
+    hashed = tuple(_hash_rgb(frame) for frame in frames)
+    return ImageHashes(sha256=sha256_hex(data), media_type=media_type, width=width,
+                       height=height, frame_count=frame_count, frames=hashed)
+
+
 def sample_frames(frame_count: int, max_frames: int) -> list[int]:
     """First, last and evenly spaced frames between them, at most ``max_frames``."""
     if frame_count <= max_frames:
@@ -147,7 +158,10 @@ def _hash_frame(im: Image.Image, index: int, fmt: str) -> FrameHashes:
         # DCT-domain downscale: decodes at 1/2..1/8 size directly, far cheaper. Draft keeps
         # both sides at least as large as asked, so ask for the hashing size's shape.
         im.draft("RGB", _fit(im.size, HASH_SIDE))
-    frame = im.convert("RGB")
+    return _hash_rgb(im.convert("RGB"))
+
+
+def _hash_rgb(frame: Image.Image) -> FrameHashes:
     if max(frame.size) > HASH_SIDE:
         # Every copy, whatever its size, is hashed from the same 512 px rendition, so a
         # resized re-upload hashes like its original. BOX is an exact area average:

@@ -62,3 +62,24 @@ def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts))
             + chunk(b"IEND", b""))
+
+
+def video(seed: int, fmt: str = "mp4", frames: int = 30, size: tuple[int, int] = (320, 240)) -> bytes:
+    """A short H.264 MP4 or VP9 WebM of moving scenes, made with PyAV."""
+    import av
+    import numpy as np
+
+    codec = {"mp4": "libx264", "webm": "libvpx-vp9"}[fmt]
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            img = scene(seed + i // 10, size)
+            frame = av.VideoFrame.from_ndarray(np.asarray(img), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()

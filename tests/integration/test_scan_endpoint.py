@@ -283,3 +283,16 @@ async def test_image_hashes_are_stored_once(node: Any, config: Any) -> None:
 async def _wait_index(client: Any, n: int) -> None:
     """The index follows the database within about a second."""
     assert await async_wait_for(lambda: len(client.app[INDEX]) >= n, timeout=5)
+
+
+async def test_videos_from_pictrs_are_checked(node: Any) -> None:
+    from tests.images import video
+
+    clip = video(7, "mp4")
+    resp = await _post(node, clip, ctype="video/mp4")
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["media_type"] == "video/mp4" and body["frames"] >= 2
+    resp = await _post(node, clip[: len(clip) // 3], ctype="video/mp4")
+    assert resp.status == 400 and (await resp.json())["label"] == "unreadable"
+    await _still_serving(node)

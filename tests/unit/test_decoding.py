@@ -99,3 +99,26 @@ def test_sha256_is_of_the_exact_bytes() -> None:
     data = jpeg(9)
     assert hash_image_bytes(data, LIMITS).sha256 == hashlib.sha256(data).hexdigest()
     assert Image.open(io.BytesIO(data)).format == "JPEG"
+
+
+@pytest.mark.parametrize("fmt,mime", [("mp4", "video/mp4"), ("webm", "video/webm")])
+def test_videos_are_sampled_and_hashed(fmt: str, mime: str) -> None:
+    from tests.images import video
+
+    data = video(5, fmt, frames=30)
+    h = hash_image_bytes(data, DecodeLimits(max_frames=4))
+    assert h.media_type == mime and (h.width, h.height) == (320, 240)
+    assert len(h.frames) == 4 and h.frame_count >= 25
+    # The clip shows three different scenes: its samples are not all alike.
+    assert len({f.pdq for f in h.frames}) >= 2
+
+
+def test_broken_video_streams_are_unreadable() -> None:
+    from tests.images import video
+
+    data = video(6, "mp4")
+    for broken in (data[: len(data) // 3], data[:40] + bytes(len(data) - 40),
+                   b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 500):
+        with pytest.raises(UnreadableImage) as err:
+            hash_image_bytes(broken, LIMITS)
+        assert err.value.kind == "corrupt" and err.value.reason
