@@ -1,0 +1,205 @@
+"""CLIP image features in batches, scored by horde-safety's ``NSFWChecker``.
+
+horde-safety asks an "interrogator" for ``image_to_features`` and ``similarities``; this
+module supplies one that computes image features for a whole batch in one
+``encode_image`` call (fp16 on CUDA) and text features once per process, so the GPU sees
+batches instead of one image at a time. The scoring (predicates, concepts, thresholds)
+is horde-safety's own, unchanged. Needs the ``classifier`` extra (torch, open_clip,
+horde-safety).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from scanner.classifier.base import Classification
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClipSettings:
+    model: str = "ViT-L-14"
+    pretrained: str = "openai"  # an open_clip tag, a checkpoint path, or "none"
+    cache_dir: str | None = None
+    device: str = "auto"  # auto = cuda -> mps -> cpu
+    batch_size: int = 16
+    allow_random_weights: bool = False
+
+
+class ClassifierSetupError(Exception):
+    """The classifier cannot be built as configured; the message says what to change."""
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class BatchedInterrogator:
+    """The object horde-safety's NSFWChecker calls, backed by one open_clip model."""
+
+    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, device: str) -> None:
+        import torch
+
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = torch.float16 if device == "cuda" else torch.float32
+        self._text_cache: dict[tuple[str, ...], Any] = {}
+        self._precomputed: dict[int, Any] = {}
+
+    def encode_images(self, images: Sequence[Image.Image]) -> Any:
+        """L2-normalised image features, one row per image (float32)."""
+        import torch
+
+        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
+        with torch.no_grad():
+            feats = self.model.encode_image(batch.to(self.device, dtype=self.dtype)).float()
+        return feats / feats.norm(dim=-1, keepdim=True)
+
+    def image_to_features(self, image: Image.Image) -> Any:
+        """Features of one image: taken from the current batch when it is part of it."""
+        pre = self._precomputed.get(id(image))
+        if pre is not None:
+            return pre
+        return self.encode_images([image])
+
+    def similarities(self, image_features: Any, text_array: list[str]) -> list[float]:
+        """Cosine similarity of one image's features with each text, in order."""
+        import torch
+
+        key = tuple(text_array)
+        text = self._text_cache.get(key)
+        if text is None:
+            tokens = self.tokenizer(list(text_array)).to(self.device)
+            with torch.no_grad():
+                text = self.model.encode_text(tokens).float()
+            text = text / text.norm(dim=-1, keepdim=True)
+            self._text_cache[key] = text
+        with torch.no_grad():
+            sims = text @ image_features.float().T
+        return [float(x) for x in sims.T[0].tolist()]
+
+    def hold(self, images: Sequence[Image.Image], features: Any) -> None:
+        self._precomputed = {id(im): features[i:i + 1] for i, im in enumerate(images)}
+
+    def release(self) -> None:
+        self._precomputed = {}
+
+
+class ClipClassifier:
+    """Labels images ``ok``, ``nsfw`` or ``csam_suspect`` with horde-safety's scoring."""
+
+    def __init__(self, settings: ClipSettings, *, model: Any = None, preprocess: Any = None,
+                 tokenizer: Any = None) -> None:
+        import open_clip
+        from horde_safety.nsfw_checker_class import NSFWChecker
+
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        random_weights = settings.pretrained == "none"
+        if model is None:
+            if random_weights and not settings.allow_random_weights:
+                raise ClassifierSetupError(
+                    'classifier.pretrained = "none" gives random weights, which are useless for '
+                    "real images; set classifier.allow_random_weights = true only for tests "
+                    "and benchmarks")
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                settings.model, pretrained=None if random_weights else settings.pretrained,
+                cache_dir=settings.cache_dir, device=self.device,
+                precision="fp16" if self.device == "cuda" else "fp32")
+            tokenizer = open_clip.get_tokenizer(settings.model)
+        model.eval()
+        if random_weights:
+            log.warning("CLASSIFIER USES RANDOM WEIGHTS (%s): its labels mean nothing and are "
+                        "never published", settings.model)
+        self.random_weights = random_weights
+        self.interrogator = BatchedInterrogator(model, preprocess, tokenizer, self.device)
+        self.checker = NSFWChecker(self.interrogator, None)
+        self.model_id = model_id(settings)
+
+    def classify_batch(self, images: Sequence[Image.Image]) -> list[Classification]:
+        """Classify images in batches of ``batch_size`` (one encode_image call each)."""
+        out: list[Classification] = []
+        size = max(1, self.settings.batch_size)
+        for start in range(0, len(images), size):
+            chunk = list(images[start:start + size])
+            feats = self.interrogator.encode_images(chunk)
+            self.interrogator.hold(chunk, feats)
+            try:
+                for i, im in enumerate(chunk):
+                    result = self.checker.check_for_nsfw(im, image_tensor=feats[i])
+                    out.append(self._classification(result))
+            finally:
+                self.interrogator.release()
+        return out
+
+    def classify_one_at_a_time(self, images: Sequence[Image.Image]) -> list[Classification]:
+        """The unbatched path: horde-safety computes every image's features itself."""
+        return [self._classification(self.checker.check_for_nsfw(im)) for im in images]
+
+    def _classification(self, result: Any) -> Classification:
+        if result is None:
+            raise ClassifierSetupError("horde-safety returned no result for an image")
+        if result.is_csam:
+            label, scores = "csam_suspect", {**result.csam_predicates_matched,
+                                             **result.nsfw_concepts_identified}
+        elif result.is_nsfw:
+            label, scores = "nsfw", dict(result.nsfw_concepts_identified)
+        else:
+            label, scores = "ok", {}
+        return Classification(label=label, model_id=self.model_id,
+                              scores={k: round(float(v), 4) for k, v in scores.items()},
+                              publishable=not self.random_weights)
+
+    def all_scores(self, images: Sequence[Image.Image], batched: bool = True) -> list[dict[str, float]]:
+        """Every predicate and concept score per image (to compare batched and unbatched)."""
+        out = []
+        if batched:
+            feats = self.interrogator.encode_images(list(images))
+            self.interrogator.hold(list(images), feats)
+        try:
+            for im in images:
+                r = self.checker.check_for_nsfw(im)
+                if r is None:
+                    raise ClassifierSetupError("horde-safety returned no result for an image")
+                out.append({**{f"predicate:{k}": v for k, v in r.all_predicate_scores.items()},
+                            **{f"concept:{k}": v for k, v in r.nsfw_similarity_results.items()}})
+        finally:
+            self.interrogator.release()
+        return out
+
+
+def model_id(settings: ClipSettings) -> str:
+    """Model, weights (tag or checkpoint digest) and horde-safety version, for provenance."""
+    weights = settings.pretrained
+    if weights == "none":
+        weights = "RANDOM-WEIGHTS"
+    elif Path(weights).is_file():
+        h = hashlib.sha256()
+        with open(weights, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        weights = f"sha256:{h.hexdigest()[:16]}"
+    try:
+        hs = metadata.version("horde-safety")
+    except metadata.PackageNotFoundError:
+        hs = "unknown"
+    return f"{settings.model}/{weights}+horde-safety-{hs}"
