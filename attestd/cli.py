@@ -317,3 +317,107 @@ def override_remove(override_id: int | None, sha256: str | None) -> None:
         click.echo("no such override", err=True)
         sys.exit(EXIT_REJECTED)
     click.echo(f"removed {removed.action} override {removed.id} ({removed.sha256})")
+
+
+# -- workers ------------------------------------------------------------------------------------
+
+@cli.group()
+def workers() -> None:
+    """GPU workers allowed to take classification jobs from this node."""
+
+
+async def _with_job_store(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from attestd.db.engine import create_engine
+    from attestd.db.store import Store
+    from attestd.jobs.store import JobStore
+
+    engine = create_engine(cfg.database.url)
+    try:
+        return await fn(JobStore(Store(engine)))
+    finally:
+        await engine.dispose()
+
+
+@workers.command("add")
+@click.argument("name")
+def workers_add(name: str) -> None:
+    """Register worker NAME; prints its bearer token alone on the last line (shown once)."""
+    if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum():
+        raise click.BadParameter("use letters, digits, '-' and '_' (at most 100)")
+    if name == "in-node":
+        raise click.BadParameter("'in-node' is the node's own worker")
+    cfg = _config()
+    _check_schema(cfg)
+    try:
+        token = _run(lambda: _with_job_store(cfg, lambda js: js.add_worker(name)))
+    except ValueError as exc:
+        click.echo(f"attestd: {exc}", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"worker {name} added; give it this token (it is not stored and cannot be shown "
+               "again):")
+    click.echo(token)
+
+
+@workers.command("list")
+def workers_list() -> None:
+    """List workers and when each was last seen."""
+    cfg = _config()
+    for w in _run(lambda: _with_job_store(cfg, lambda js: js.list_workers())):
+        seen = f"{w.last_seen_at:%Y-%m-%d %H:%M}" if w.last_seen_at else "never"
+        click.echo(f"{w.name:30} added {w.created_at:%Y-%m-%d %H:%M}  last seen {seen}")
+
+
+@workers.command("remove")
+@click.argument("name")
+def workers_remove(name: str) -> None:
+    """Remove worker NAME: its token stops working and its leases return to the queue."""
+    cfg = _config()
+    if not _run(lambda: _with_job_store(cfg, lambda js: js.remove_worker(name))):
+        click.echo(f"no worker named {name}", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"removed worker {name}")
+
+
+@cli.command()
+@click.option("--node", required=True, help="The node's URL, e.g. https://attestd.example.org")
+@click.option("--token", envvar="ATTESTD_WORKER_TOKEN", required=True,
+              help="Bearer token from `attestd workers add` (or $ATTESTD_WORKER_TOKEN, which "
+                   "keeps it out of the process list)")
+@click.option("--device", help="cuda, cuda:1, mps or cpu (default: classifier.device)")
+@click.option("--batch", type=int, help="Images per batch (default: classifier.batch_size)")
+def worker(node: str, token: str, device: str | None, batch: int | None) -> None:
+    """Classify jobs for a node on this machine's GPU until stopped (SIGTERM finishes the
+    batch in hand and gives the rest back)."""
+    import signal as _signal
+
+    import aiohttp
+
+    from scanner.classifier.clip import ClipClassifier, ClipSettings
+    from scanner.worker import run_worker
+    from scanner.worker_client import HttpJobClient, WorkerAuthError
+
+    cfg = _config()
+    c = cfg.classifier
+    settings = ClipSettings(model=c.model, pretrained=c.pretrained, cache_dir=c.cache_dir or None,
+                            device=device or c.device, batch_size=batch or c.batch_size,
+                            allow_random_weights=c.allow_random_weights)
+    classifier = ClipClassifier(settings)
+    click.echo(f"worker ready: {classifier.model_id} on {classifier.device}, "
+               f"batches of {settings.batch_size}, node {node}")
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (_signal.SIGTERM, _signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with aiohttp.ClientSession() as session:
+            client = HttpJobClient(session, node, token)
+            return await run_worker(client, classifier.classify_batch,
+                                    batch=settings.batch_size, stop=stop)
+
+    try:
+        done = _run(go)
+    except WorkerAuthError as exc:
+        click.echo(f"attestd: the node refused the token: {exc}", err=True)
+        sys.exit(EXIT_SETUP)
+    click.echo(f"worker stopped after {done} jobs")

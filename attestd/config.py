@@ -96,6 +96,19 @@ class MatchingConfig(_Section):
 
 class ClassifierConfig(_Section):
     enabled: bool = False
+    model: str = "ViT-L-14"
+    pretrained: str = "openai"
+    cache_dir: str = ""
+    device: str = "auto"
+    batch_size: int = Field(16, ge=1, le=1024)
+    allow_random_weights: bool = False
+
+
+class WorkersConfig(_Section):
+    enabled: bool = False
+    lease_s: float = Field(120.0, ge=5)
+    max_claim: int = Field(64, ge=1, le=1024)
+    max_wait_s: float = Field(30.0, ge=0, le=300)
 
 
 class ActionsConfig(_Section):
@@ -140,6 +153,7 @@ class Config(_Section):
     scanner: ScannerConfig = ScannerConfig()
     matching: MatchingConfig = MatchingConfig()
     classifier: ClassifierConfig = ClassifierConfig()
+    workers: WorkersConfig = WorkersConfig()
     policy: PolicyConfig = PolicyConfig()
     federation: FederationConfig = FederationConfig()
     logging: LoggingConfig = LoggingConfig()

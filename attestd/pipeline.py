@@ -12,6 +12,7 @@ from attestd.blobs import BlobStore
 from attestd.config import PolicyConfig
 from attestd.db.store import Store
 from attestd.decisions import decide_known, decide_unknown
+from attestd.jobs.queue import JobQueue
 from attestd.metrics import Metrics
 from attestd.model import AuditEntry, CheckOutcome
 from attestd.write_behind import WriteBehind
@@ -28,7 +29,8 @@ class CheckPipeline:
 
     def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
                  policy: PolicyConfig, writes: WriteBehind, blobs: BlobStore,
-                 metrics: Metrics | None = None, classifier: Classifier | None = None) -> None:
+                 metrics: Metrics | None = None, classifier: Classifier | None = None,
+                 jobs: JobQueue | None = None, classify_unknown: bool = False) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
@@ -37,6 +39,10 @@ class CheckPipeline:
         self.blobs = blobs
         self.metrics = metrics
         self.classifier = classifier
+        # With a classifier in the node or remote workers, unknown images become jobs and
+        # a check waits for the verdict within its deadline.
+        self.jobs = jobs
+        self.classify_unknown = classify_unknown and jobs is not None
 
     async def check(self, data: bytes, *, actor: str) -> CheckOutcome:
         """Check ``data`` for ``actor`` (a pict-rs caller, the CLI, a sweep)."""
@@ -76,6 +82,16 @@ class CheckPipeline:
         assert hashes is not None
         if self.classifier is not None:
             return await self._classify(sha, data, hashes)
+        if self.classify_unknown:
+            assert self.jobs is not None
+            await self.jobs.submit(sha, data, "unknown")
+            verdict = await self.jobs.wait_for_verdict(sha, self.policy.deadline_s)
+            if verdict is not None:
+                return CheckOutcome(sha, self.policy.actions.for_label(verdict.label),
+                                    verdict.label, f"verdict:{verdict.id}",
+                                    f"classified {verdict.label} by {verdict.source}",
+                                    hashes=hashes)
+            return await self._unknown(sha, data, hashes, "no classifier answered in time")
         return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
                                    "classifier is enabled")
 
@@ -94,6 +110,9 @@ class CheckPipeline:
                        why: str) -> CheckOutcome:
         if self.policy.on_unknown == "accept_and_rescan":
             # Keep the bytes so a classifier can judge the image once one is free.
-            await asyncio.to_thread(self.blobs.put, sha, data)
-            await self.store.enqueue_job(sha, "accept_and_rescan")
+            if self.jobs is not None:
+                await self.jobs.submit(sha, data, "accept_and_rescan")
+            else:
+                await asyncio.to_thread(self.blobs.put, sha, data)
+                await self.store.enqueue_job(sha, "accept_and_rescan")
         return decide_unknown(sha, self.policy, why, hashes)

@@ -13,6 +13,8 @@ from attestd.change_follower import ChangeFollower
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
 from attestd.db.store import Store
+from attestd.jobs.queue import JobQueue, JobSettings
+from attestd.jobs.store import JobStore
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
 from attestd.write_behind import WriteBehind
@@ -27,6 +29,7 @@ class NodeServices:
     follower: ChangeFollower
     pool: DecodePool
     pipeline: CheckPipeline
+    jobs: JobQueue
 
 
 @contextlib.asynccontextmanager
@@ -52,11 +55,16 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         writes = WriteBehind(store)
         writes.start()
         stack.push_async_callback(writes.close)
+        blobs = BlobStore(config.node.data_dir / "blobs")
+        jobs = JobQueue(store, JobStore(store), blobs, JobSettings(
+            lease_s=config.workers.lease_s, max_claim=config.workers.max_claim,
+            max_wait_s=config.workers.max_wait_s))
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
-            blobs=BlobStore(config.node.data_dir / "blobs"), metrics=metrics)
+            blobs=blobs, metrics=metrics, jobs=jobs,
+            classify_unknown=config.classifier.enabled or config.workers.enabled)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
-                           pipeline=pipeline)
+                           pipeline=pipeline, jobs=jobs)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -136,11 +136,28 @@ jobs = Table(
     metadata,
     Column("id", IdType, primary_key=True, autoincrement=True),
     Column("sha256", String(64), nullable=False),
-    Column("state", String(16), nullable=False),  # queued | done | failed
+    Column("state", String(16), nullable=False),  # queued | leased | done | failed
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("sha256", "state", name="uq_jobs_sha256_state"),
+    Column("lease_owner", Text, nullable=True),  # worker name
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("result_label", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    UniqueConstraint("sha256", name="uq_jobs_sha256"),
     Index("ix_jobs_state", "state"),
+)
+
+# GPU workers allowed to claim jobs; only a digest of each bearer token is kept.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=True),
 )
 
 # Activities waiting to be (or already) delivered, one row per destination inbox.

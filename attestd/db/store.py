@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from attestd.db import schema as t
@@ -290,20 +289,18 @@ class Store:
 
     # -- jobs and audit -------------------------------------------------------------------
 
-    async def enqueue_job(self, sha256: str, reason: str) -> bool:
-        """Queue ``sha256`` for classification; False if it is already queued."""
-        try:
-            async with self.writing() as conn:
-                await conn.execute(insert(t.jobs).values(
-                    sha256=sha256, state="queued", reason=reason, created_at=utcnow()))
-            return True
-        except IntegrityError:
-            return False
+    async def enqueue_job(self, sha256: str, reason: str) -> None:
+        """Queue ``sha256`` for classification once."""
+        async with self.writing() as conn:
+            await conn.execute(_insert_ignore(conn)(t.jobs).values(
+                sha256=sha256, state="queued", reason=reason, created_at=utcnow(),
+                attempts=0).on_conflict_do_nothing())
 
     async def queue_depth(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(
-                select(func.count()).select_from(t.jobs).where(t.jobs.c.state == "queued"))).scalar_one())
+                select(func.count()).select_from(t.jobs)
+                .where(t.jobs.c.state.in_(("queued", "leased"))))).scalar_one())
 
     async def write_audit(self, entries: Sequence[AuditEntry]) -> None:
         await self.write_batch([], entries)

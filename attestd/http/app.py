@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from attestd.config import Config
-from attestd.errors import ConfigError
 from attestd.federation import routes as federation_routes
 from attestd.federation.routes import FEDERATION
 from attestd.federation.runtime import open_federation
-from attestd.http import ops, scan
+from attestd.http import jobs, ops, scan
 from attestd.http.appkeys import CONFIG, INDEX, METRICS, PIPELINE, STORE
 from attestd.http.errors import error_middleware
+from attestd.http.jobs import JOBS
 from attestd.metrics import Metrics
 from attestd.services import open_services
 
 
 def create_app(config: Config) -> web.Application:
     """The node's aiohttp application; its resources start and stop with it."""
-    if config.classifier.enabled:
-        raise ConfigError("classifier.enabled = true: the CLIP classifier is not part of this "
-                          "version yet; set it to false (checks then follow policy.on_unknown)")
     app = web.Application(
         middlewares=[error_middleware],
         # The scan handler streams and caps the body itself; this caps form parsing.
@@ -32,7 +30,10 @@ def create_app(config: Config) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_node_services)
     app.cleanup_ctx.append(_federation)
+    if config.classifier.enabled:
+        app.cleanup_ctx.append(_in_node_worker)
     scan.add_routes(app)
+    jobs.add_routes(app)
     ops.add_routes(app)
     federation_routes.add_routes(app)
     return app
@@ -43,6 +44,7 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = services.store
         app[INDEX] = services.index
         app[PIPELINE] = services.pipeline
+        app[JOBS] = services.jobs
         yield
 
 
@@ -50,3 +52,26 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
     async with open_federation(app[CONFIG], app[STORE], app[PIPELINE].writes) as fed:
         app[FEDERATION] = fed
         yield
+
+
+async def _in_node_worker(app: web.Application) -> AsyncIterator[None]:
+    """The node's own classifier: the remote worker's loop, fed from the queue directly."""
+    from attestd.jobs.local import LocalJobClient
+    from scanner.classifier.clip import ClipClassifier, ClipSettings
+    from scanner.worker import run_worker
+
+    cfg = app[CONFIG].classifier
+    classifier = await asyncio.to_thread(ClipClassifier, ClipSettings(
+        model=cfg.model, pretrained=cfg.pretrained, cache_dir=cfg.cache_dir or None,
+        device=cfg.device, batch_size=cfg.batch_size,
+        allow_random_weights=cfg.allow_random_weights))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(LocalJobClient(app[JOBS]), classifier.classify_batch,
+                                          batch=cfg.batch_size, stop=stop, wait_s=5.0),
+                               name="in-node-classifier")
+    yield
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), 60)
+    except TimeoutError:
+        task.cancel()

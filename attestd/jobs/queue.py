@@ -1,0 +1,96 @@
+"""The job queue as the node uses it: submit an image, wait (woken, never polling) for
+its verdict, and the operations the worker API and the in-node worker call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from attestd.blobs import BlobStore
+from attestd.db.store import Store
+from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
+from attestd.model import Verdict
+from scanner.classifier import Classification
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSettings:
+    lease_s: float = 120.0
+    max_claim: int = 64
+    max_wait_s: float = 30.0
+
+
+class JobQueue:
+    def __init__(self, store: Store, jobs: JobStore, blobs: BlobStore,
+                 settings: JobSettings = JobSettings()) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.blobs = blobs
+        self.settings = settings
+        self._queued = asyncio.Condition()
+        self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
+
+    async def submit(self, sha256: str, data: bytes, reason: str) -> None:
+        """Keep the bytes and queue the image; wakes claimers waiting in this process."""
+        await asyncio.to_thread(self.blobs.put, sha256, data)
+        await self.jobs.enqueue(sha256, reason)
+        async with self._queued:
+            self._queued.notify_all()
+
+    async def wait_for_verdict(self, sha256: str, timeout_s: float) -> Verdict | None:
+        """The verdict for ``sha256`` once a worker posts it here, or None at the timeout."""
+        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(sha256, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(sha256, [])
+            if fut in waiters:
+                waiters.remove(fut)
+            if not waiters:
+                self._waiters.pop(sha256, None)
+
+    async def claim(self, worker: str, max_jobs: int, wait_s: float) -> list[ClaimedJob]:
+        """Long-poll: lease up to ``max_jobs``, waiting up to ``wait_s`` for any to appear.
+
+        Woken at once by jobs queued in this process; jobs queued by another process are
+        seen within a second.
+        """
+        max_jobs = max(1, min(max_jobs, self.settings.max_claim))
+        deadline = asyncio.get_running_loop().time() + max(0.0, min(wait_s, self.settings.max_wait_s))
+        while True:
+            claimed = await self.jobs.claim(worker, max_jobs, self.settings.lease_s)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if claimed or remaining <= 0:
+                return claimed
+            async with self._queued:
+                try:
+                    await asyncio.wait_for(self._queued.wait(), min(1.0, remaining))
+                except TimeoutError:
+                    pass
+
+    async def complete(self, worker: str, job_id: int,
+                       result: Classification) -> tuple[CompleteOutcome, Verdict | None]:
+        """Record a worker's result as this node's verdict and wake whoever waits for it."""
+        outcome, sha = await self.jobs.complete(worker, job_id, result.label)
+        if outcome != "done":
+            return outcome, None
+        hashes = await self.store.get_hashes(sha)
+        detail = {"scores": result.scores, "publishable": result.publishable, "worker": worker}
+        source = f"classifier:{result.model_id}"
+        if hashes is not None:
+            verdict = await self.store.record_verdict(hashes, result.label, "classifier", source,
+                                                      model=result.model_id, detail=detail)
+        else:
+            verdict = await self.store.add_verdict(sha, result.label, "classifier", source,
+                                                   model=result.model_id, detail=detail)
+        await asyncio.to_thread(self.blobs.delete, sha)
+        for fut in self._waiters.pop(sha, []):
+            if not fut.done():
+                fut.set_result(verdict)
+        return "done", verdict

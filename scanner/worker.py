@@ -1,0 +1,113 @@
+"""The classification worker's loop: claim jobs, decode, classify in batches, post results.
+
+It talks to its node through a ``JobClient``: over HTTP for a remote GPU worker
+(``scanner.worker_client``), or directly for the node's own in-process worker; the loop
+is the same code either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from scanner.classifier import Classification
+from scanner.decoding import DecodeLimits, hash_image_bytes
+from scanner.errors import UnreadableImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    sha256: str
+
+
+class JobClient(Protocol):
+    async def claim(self, max_jobs: int, wait_s: float) -> list[Job]: ...
+    async def image(self, job: Job) -> bytes: ...
+    async def result(self, job: Job, result: Classification) -> None: ...
+    async def fail(self, job: Job, error: str) -> None: ...
+    async def release(self, jobs: Sequence[Job]) -> None: ...
+
+
+class WorkerUnavailable(Exception):
+    """The node could not be reached; the loop backs off and tries again."""
+
+
+def image_for_classification(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """Decode bounded (the same limits as hashing) and return the first frame as RGB.
+
+    Raises UnreadableImage.
+    """
+    hash_image_bytes(data, limits)  # validates size, pixels, format before a full decode
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.convert("RGB")
+    except Exception as exc:  # videos and the like: hashing read them, Pillow cannot
+        from scanner.video import looks_like_video, sample_video
+
+        if looks_like_video(data):
+            *_, frames = sample_video(data, 1, limits.max_pixels)
+            return next(iter(frames))
+        raise UnreadableImage("corrupt", f"cannot decode for classification: {exc}") from None
+
+
+async def run_worker(client: JobClient, classify: Callable[[list[Image.Image]], list[Classification]],
+                     *, batch: int, stop: asyncio.Event, wait_s: float = 20.0,
+                     limits: DecodeLimits | None = None, max_backoff_s: float = 60.0) -> int:
+    """Work until ``stop`` is set; returns how many jobs it finished.
+
+    On stop, the batch in hand is finished and anything claimed but not done is released.
+    """
+    limits = limits or DecodeLimits()
+    done = 0
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            jobs = await client.claim(batch, wait_s)
+            backoff = 1.0
+        except WorkerUnavailable as exc:
+            log.warning("node unreachable (%s); retrying in %.0f s", exc, backoff)
+            try:
+                await asyncio.wait_for(stop.wait(), backoff)
+            except TimeoutError:
+                pass
+            backoff = min(max_backoff_s, backoff * 2)
+            continue
+        if not jobs:
+            continue
+        pending = list(jobs)
+        try:
+            images: list[Image.Image] = []
+            ready: list[Job] = []
+            for job in jobs:
+                try:
+                    data = await client.image(job)
+                    images.append(await asyncio.to_thread(image_for_classification, data, limits))
+                    ready.append(job)
+                except UnreadableImage as exc:
+                    # Kept for a person to review; never deleted for being unreadable.
+                    await client.fail(job, exc.reason)
+                    pending.remove(job)
+            if ready:
+                results = await asyncio.to_thread(classify, images)
+                for job, res in zip(ready, results, strict=True):
+                    await client.result(job, res)
+                    pending.remove(job)
+                    done += 1
+        except WorkerUnavailable as exc:
+            log.warning("lost the node mid-batch (%s); leases will expire and be re-queued", exc)
+        finally:
+            if pending:
+                try:
+                    await client.release(pending)
+                except WorkerUnavailable:
+                    pass
+    return done
