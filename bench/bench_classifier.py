@@ -10,14 +10,19 @@ Bar (issue 4, CPU, ViT-B-32 random weights): batching >= 1.5 x one-at-a-time.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.machine import describe  # noqa: E402
+from bench.machine import describe, wait_http  # noqa: E402
 from tests.images import scene  # noqa: E402
 
 
@@ -29,6 +34,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--batches", default="1,4,8,16,32")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pipeline", type=int, default=30,
+                    help="images sent through node -> worker -> verdict (0 to skip)")
     args = ap.parse_args()
 
     import torch
@@ -66,6 +73,69 @@ def main() -> None:
         print(f"  batch {size:3d}: {r:6.2f} images/s ({r / single:.2f}x one at a time)")
     print(f"best batched / one at a time: {best / single:.2f}x "
           f"(target >= 1.5x: {'met' if best / single >= 1.5 else 'NOT met'})")
+    if args.pipeline:
+        clf.settings = dataclasses.replace(clf.settings, batch_size=1)
+        asyncio.run(pipeline_overhead(clf, args.pipeline))
+
+
+async def pipeline_overhead(clf: Any, n: int) -> None:
+    """pict-rs check -> node queue -> remote worker (HTTP) -> verdict -> answer, one image at
+    a time: how much the round trip adds to the classifier's own time."""
+    import aiohttp
+
+    from scanner.worker import run_worker
+    from scanner.worker_client import HttpJobClient
+    from tests.images import jpeg
+    from tests.peers import free_port
+
+    with tempfile.TemporaryDirectory(prefix="attestd-clfbench-") as tmp:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+        env.update(ATTESTD_CONFIG=f"{tmp}/config.toml", ATTESTD_SERVER__PORT=str(port),
+                   ATTESTD_DATABASE__URL=f"sqlite:///{tmp}/a.db", ATTESTD_WORKERS__ENABLED="true",
+                   ATTESTD_POLICY__DEADLINE_S="60", ATTESTD_LOGGING__LEVEL="warning",
+                   ATTESTD_SCANNER__WORKERS="1")
+        attestd = str(Path(sys.executable).with_name("attestd"))
+        for cmd in (["init"], ["db", "upgrade"]):
+            subprocess.run([attestd, *cmd], env=env, check=True, capture_output=True)
+        token = subprocess.run([attestd, "workers", "add", "bench"], env=env, check=True,
+                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        server = subprocess.Popen([attestd, "serve"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        own: list[float] = []
+
+        def timed(images: list[Any]) -> list[Any]:
+            t0 = time.perf_counter()
+            out = clf.classify_batch(images)
+            own.append(time.perf_counter() - t0)
+            return out
+
+        try:
+            await wait_http(f"{base}/healthz")
+            stop = asyncio.Event()
+            async with aiohttp.ClientSession() as session:
+                worker = asyncio.create_task(run_worker(
+                    HttpJobClient(session, base, token), timed, batch=1, stop=stop, wait_s=10))
+                latencies = []
+                for i in range(n + 2):
+                    data = jpeg(50_000 + i, (640, 480))
+                    t0 = time.perf_counter()
+                    async with session.post(f"{base}/api/v1/scan/IPADDR", data=data,
+                                            headers={"Content-Type": "image/jpeg"}) as r:
+                        body = await r.json()
+                    assert body["source"].startswith("verdict:"), body
+                    latencies.append(time.perf_counter() - t0)
+                stop.set()
+                await worker
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    overhead = [(lat - c) * 1000 for lat, c in zip(latencies[2:], own[2:], strict=True)]
+    p50 = statistics.median(overhead)
+    print(f"node -> worker -> verdict: classifier {statistics.median(own[2:]) * 1000:.0f} ms, "
+          f"check {statistics.median(latencies[2:]) * 1000:.0f} ms; overhead p50 {p50:.1f} ms, "
+          f"max {max(overhead):.1f} ms (target p50 <= 50 ms: {'met' if p50 <= 50 else 'NOT met'})")
 
 
 if __name__ == "__main__":

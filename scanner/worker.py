@@ -17,8 +17,10 @@ from typing import Protocol
 from PIL import Image
 
 from scanner.classifier import Classification
-from scanner.decoding import DecodeLimits, hash_image_bytes
+from scanner.decoding import SUPPORTED_FORMATS, DecodeLimits
 from scanner.errors import UnreadableImage
+from scanner.hashes import sha256_hex
+from scanner.video import looks_like_video, sample_video
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,25 @@ class WorkerUnavailable(Exception):
     """The node could not be reached; the loop backs off and tries again."""
 
 
-def image_for_classification(data: bytes, limits: DecodeLimits) -> Image.Image:
-    """Decode bounded (the same limits as hashing) and return the first frame as RGB.
-
-    Raises UnreadableImage.
+def image_for_classification(data: bytes, sha256: str, limits: DecodeLimits) -> Image.Image:
+    """Check the bytes are the job's (sha256), decode within the same limits as hashing,
+    and return the first frame as RGB. Raises UnreadableImage.
     """
-    hash_image_bytes(data, limits)  # validates size, pixels, format before a full decode
+    if sha256_hex(data) != sha256:
+        raise UnreadableImage("corrupt", "the image's sha256 does not match the job's")
+    if looks_like_video(data):
+        *_, frames = sample_video(data, 1, limits.max_pixels)
+        return next(iter(frames))
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.format not in SUPPORTED_FORMATS:
+                raise UnreadableImage("unsupported", f"{im.format} images are not supported")
+            if im.width * im.height > limits.max_pixels:
+                raise UnreadableImage("too_large", f"{im.width}x{im.height} is over the pixel limit")
             return im.convert("RGB")
-    except Exception as exc:  # videos and the like: hashing read them, Pillow cannot
-        from scanner.video import looks_like_video, sample_video
-
-        if looks_like_video(data):
-            *_, frames = sample_video(data, 1, limits.max_pixels)
-            return next(iter(frames))
+    except UnreadableImage:
+        raise
+    except Exception as exc:
         raise UnreadableImage("corrupt", f"cannot decode for classification: {exc}") from None
 
 
@@ -90,7 +96,8 @@ async def run_worker(client: JobClient, classify: Callable[[list[Image.Image]], 
             for job in jobs:
                 try:
                     data = await client.image(job)
-                    images.append(await asyncio.to_thread(image_for_classification, data, limits))
+                    images.append(await asyncio.to_thread(image_for_classification, data,
+                                                          job.sha256, limits))
                     ready.append(job)
                 except UnreadableImage as exc:
                     # Kept for a person to review; never deleted for being unreadable.
