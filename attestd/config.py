@@ -19,6 +19,8 @@ from attestd.errors import ConfigError
 
 ENV_PREFIX = "ATTESTD_"
 CONFIG_ENV = "ATTESTD_CONFIG"
+# ATTESTD_* variables that are not configuration keys.
+NOT_CONFIG_ENV = frozenset({CONFIG_ENV, "ATTESTD_WORKER_TOKEN", "ATTESTD_REQUIRE_POSTGRES"})
 DEFAULT_CONFIG_PATH = "config.toml"
 
 Action = Literal["accept", "reject"]
@@ -207,7 +209,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
 def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
     out: list[tuple[list[str], Any]] = []
     for name, raw in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_ENV:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if len(parts) < 2 or not all(parts):

@@ -1,0 +1,66 @@
+"""`attestd workers add` and `attestd worker` as an admin runs them on a GPU machine
+(here: CPU, random ViT-B-32 weights)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attestd.http.jobs import JOBS
+from tests.conftest import async_wait_for
+from tests.integration.test_federation_endpoints import start_node
+from tests.integration.test_jobs import _queue_images
+
+ATTESTD = str(Path(sys.executable).with_name("attestd"))
+
+
+@pytest.mark.timeout(400)
+async def test_worker_command_classifies_and_refuses_bad_tokens(tmp_path: Path,
+                                                                 db_url: str) -> None:
+    node = await start_node(tmp_path / "node", db_url, workers={"enabled": True})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+    env.update(ATTESTD_CONFIG=str(tmp_path / "node" / "config.toml"),
+               ATTESTD_DATABASE__URL=db_url)
+    try:
+        add = await asyncio.to_thread(subprocess.run, [ATTESTD, "workers", "add", "desktop-gpu"],
+                                      env=env, capture_output=True, text=True, timeout=60)
+        assert add.returncode == 0, add.stderr
+        token = add.stdout.strip().splitlines()[-1]
+        assert len(token) >= 40 and " " not in token
+        listing = await asyncio.to_thread(subprocess.run, [ATTESTD, "workers", "list"], env=env,
+                                          capture_output=True, text=True, timeout=60)
+        assert "desktop-gpu" in listing.stdout and token not in listing.stdout
+
+        worker_env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+        worker_env.update(ATTESTD_CONFIG=str(tmp_path / "worker.toml"),
+                          ATTESTD_CLASSIFIER__MODEL="ViT-B-32",
+                          ATTESTD_CLASSIFIER__PRETRAINED="none",
+                          ATTESTD_CLASSIFIER__ALLOW_RANDOM_WEIGHTS="true")
+        bad = await asyncio.to_thread(
+            subprocess.run, [ATTESTD, "worker", "--node", node.base, "--token", "wrong",
+                             "--device", "cpu"],
+            env=worker_env, capture_output=True, text=True, timeout=180)
+        assert bad.returncode == 3 and "refused the token" in bad.stderr
+
+        await _queue_images(node, 3, start=900)
+        proc = subprocess.Popen([ATTESTD, "worker", "--node", node.base, "--device", "cpu",
+                                 "--batch", "2"], env={**worker_env, "ATTESTD_WORKER_TOKEN": token},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        jobs = node.app[JOBS].jobs
+
+        async def all_done() -> bool:
+            return (await jobs.counts()) == {"done": 3}
+
+        assert await async_wait_for(all_done, timeout=240, interval=0.5)
+        proc.send_signal(signal.SIGTERM)
+        out = (await asyncio.to_thread(proc.communicate, None, 60))[0]
+        assert proc.returncode == 0 and "worker stopped after 3 jobs" in out, out[-2000:]
+        assert token not in out  # the secret is never printed back
+    finally:
+        await node.runner.cleanup()
