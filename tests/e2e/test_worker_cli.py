@@ -49,9 +49,11 @@ async def test_worker_command_classifies_and_refuses_bad_tokens(tmp_path: Path,
         assert bad.returncode == 3 and "refused the token" in bad.stderr
 
         await _queue_images(node, 3, start=900)
+        log = tmp_path / "worker.log"
+        # Output to a file: an unread pipe would fill up and block the worker.
         proc = subprocess.Popen([ATTESTD, "worker", "--node", node.base, "--device", "cpu",
                                  "--batch", "2"], env={**worker_env, "ATTESTD_WORKER_TOKEN": token},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
         jobs = node.app[JOBS].jobs
 
         async def all_done() -> bool:
@@ -59,8 +61,9 @@ async def test_worker_command_classifies_and_refuses_bad_tokens(tmp_path: Path,
 
         assert await async_wait_for(all_done, timeout=240, interval=0.5)
         proc.send_signal(signal.SIGTERM)
-        out = (await asyncio.to_thread(proc.communicate, None, 60))[0]
-        assert proc.returncode == 0 and "worker stopped after 3 jobs" in out, out[-2000:]
+        code = await asyncio.to_thread(proc.wait, 60)
+        out = log.read_text()
+        assert code == 0 and "worker stopped after 3 jobs" in out, out[-2000:]
         assert token not in out  # the secret is never printed back
     finally:
         await node.runner.cleanup()
