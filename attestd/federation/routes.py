@@ -26,6 +26,7 @@ from activitypub.inbox import InboxRequest, verify_signed
 from attestd import __version__
 from attestd.errors import RequestError
 from attestd.federation.runtime import Federation
+from attestd.http.body import read_body
 from attestd.model import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -87,18 +88,11 @@ async def nodeinfo(request: web.Request) -> web.Response:
 
 async def inbox(request: web.Request) -> web.Response:
     fed = request.app[FEDERATION]
-    limit = fed.inbox.max_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestError(413, f"the activity is over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > limit:
-            raise RequestError(413, f"the activity is over {limit} bytes")
+    body = await read_body(request, fed.inbox.max_bytes, "the activity")
     # Signatures cover the path and query as sent, not as decoded.
     req = InboxRequest(method=request.method, path=request.rel_url.raw_path,
                        query=request.rel_url.raw_query_string,
-                       headers=dict(request.headers), body=bytes(body))
+                       headers=dict(request.headers), body=body)
     try:
         verified = await fed.inbox.verify(req)
     except ActivityPubError as exc:

@@ -6,7 +6,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +17,7 @@ from activitypub._collections import PageItems, PageRequest
 from activitypub.delivery import Delivery
 from attestd.db import schema as t
 from attestd.db.store import Store, _insert_ignore
-from attestd.model import utcnow
+from attestd.model import as_utc, utcnow
 from attestd.write_behind import WriteBehind
 
 
@@ -61,7 +61,7 @@ class FederationStore:
                             t.deliveries.c.next_attempt_at <= now))
                 .order_by(t.deliveries.c.next_attempt_at, t.deliveries.c.id).limit(limit))).all()
         return [Delivery(id=int(r.id), inbox=r.inbox, body=bytes(r.body), attempts=int(r.attempts),
-                         first_failed_at=_aware(r.first_failed_at)) for r in rows]
+                         first_failed_at=as_utc(r.first_failed_at)) for r in rows]
 
     async def delivered(self, delivery_id: int) -> None:
         await self._set(delivery_id, state="delivered", delivered_at=utcnow(), last_error=None)
@@ -234,9 +234,3 @@ def _received_row(activity: dict[str, Any]) -> dict[str, Any]:
     return {"id": str(activity["id"]), "actor": activity["actor"], "type": type_name[:64],
             "body": activity, "received_at": utcnow()}
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite keeps no time zone; every time we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value

@@ -92,3 +92,15 @@ async def _read_capped(chunks, limit: int) -> bytes:  # type: ignore[no-untyped-
             raise RequestError(413, f"the body is over the limit of {limit} bytes "
                                     "(pictrs.max_body_bytes)", limit=limit)
     return bytes(buf)
+
+
+async def read_body(request: web.Request, limit: int, what: str = "the body") -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestError(413, f"{what} is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(413, f"{what} is over {limit} bytes")
+    return bytes(body)

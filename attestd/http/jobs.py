@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from attestd.errors import RequestError
+from attestd.http.body import read_body
 from attestd.jobs.queue import JobQueue
 from scanner.classifier import CLASSIFIER_LABELS, Classification
 
@@ -46,13 +47,7 @@ def _job_id(request: web.Request) -> int:
 
 
 async def _json_body(request: web.Request, limit: int = RESULT_MAX_BYTES) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestError(413, f"the body is over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(16384):
-        body += chunk
-        if len(body) > limit:
-            raise RequestError(413, f"the body is over {limit} bytes")
+    body = await read_body(request, limit)
     try:
         doc = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):

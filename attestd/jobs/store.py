@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
 from attestd.db import schema as t
 from attestd.db.store import Store
-from attestd.model import utcnow
+from attestd.model import as_utc, utcnow
 
 CompleteOutcome = Literal["done", "repeat", "expired", "not_yours", "unknown", "conflict"]
 
@@ -113,7 +113,7 @@ class JobStore:
                                       .where(t.jobs.c.id == job_id))).first()
         if row is None:
             return None
-        return row.state, row.lease_owner, _aware(row.lease_expires_at)
+        return row.state, row.lease_owner, as_utc(row.lease_expires_at)
 
     async def sha256_of(self, job_id: int) -> str | None:
         async with self.engine.connect() as conn:
@@ -132,7 +132,8 @@ class JobStore:
                 return ("repeat" if same else "conflict"), row.sha256
             if row.state != "leased" or row.lease_owner != worker:
                 return "not_yours", row.sha256
-            if _aware(row.lease_expires_at) < now:  # type: ignore[operator]
+            expires = as_utc(row.lease_expires_at)
+            if expires is None or expires < now:
                 return "expired", row.sha256
             await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(
                 state="done", finished_at=now, result_label=label))
@@ -164,8 +165,3 @@ class JobStore:
                                        .group_by(t.jobs.c.state))).all()
         return {r[0]: int(r[1]) for r in rows}
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
