@@ -12,6 +12,7 @@ run: $(VENV)/.installed-node
 	$(BIN)/attestd serve
 
 test: $(VENV)/.installed-all
+	.ci/install-services
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-all

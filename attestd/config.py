@@ -20,7 +20,7 @@ from attestd.errors import ConfigError
 ENV_PREFIX = "ATTESTD_"
 CONFIG_ENV = "ATTESTD_CONFIG"
 # ATTESTD_* variables that are not configuration keys.
-NOT_CONFIG_ENV = frozenset({CONFIG_ENV, "ATTESTD_WORKER_TOKEN", "ATTESTD_REQUIRE_POSTGRES"})
+NOT_CONFIG_ENV = frozenset({CONFIG_ENV, "ATTESTD_WORKER_TOKEN"})
 DEFAULT_CONFIG_PATH = "config.toml"
 
 Action = Literal["accept", "reject"]

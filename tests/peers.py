@@ -4,7 +4,6 @@ records what reaches its inbox (verifying our signatures with the library under 
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from activitypub import parse_signature_header, public_key_pem, sign_request, verify_request
 from activitypub.fetch import Fetcher, Keyring, make_session
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _free_port, stop_server, wait_for
+from tests.conftest import free_port, stop_server, wait_for
 from tests.images import jpeg, reencoded
 
 ATTESTD = str(Path(sys.executable).with_name("attestd"))
@@ -33,7 +33,7 @@ def fresh_db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
 def home(tmp_path: Path, fresh_db_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
     env["ATTESTD_CONFIG"] = str(tmp_path / "etc" / "config.toml")
-    env["ATTESTD_SERVER__PORT"] = str(_free_port())
+    env["ATTESTD_SERVER__PORT"] = str(free_port())
     env["ATTESTD_SCANNER__WORKERS"] = "2"
     if fresh_db_url:
         env["ATTESTD_DATABASE__URL"] = fresh_db_url
