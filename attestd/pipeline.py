@@ -8,7 +8,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 from attestd.bad_hashes import BadHashIndex
-from attestd.blobs import BlobStore
 from attestd.config import PolicyConfig
 from attestd.db.store import Store
 from attestd.decisions import decide_known, decide_unknown
@@ -17,7 +16,6 @@ from attestd.metrics import Metrics
 from attestd.model import AuditEntry, CheckOutcome
 from attestd.write_behind import WriteBehind
 from scanner import ImageHashes, UnreadableImage, sha256_hex
-from scanner.classifier import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +26,18 @@ class CheckPipeline:
     """Decides accept or reject for image bytes, recording why."""
 
     def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
-                 policy: PolicyConfig, writes: WriteBehind, blobs: BlobStore,
-                 metrics: Metrics | None = None, classifier: Classifier | None = None,
-                 jobs: JobQueue | None = None, classify_unknown: bool = False) -> None:
+                 policy: PolicyConfig, writes: WriteBehind, jobs: JobQueue,
+                 metrics: Metrics | None = None, classify_unknown: bool = False) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
         self.policy = policy
         self.writes = writes
-        self.blobs = blobs
         self.metrics = metrics
-        self.classifier = classifier
-        # With a classifier in the node or remote workers, unknown images become jobs and
-        # a check waits for the verdict within its deadline.
         self.jobs = jobs
-        self.classify_unknown = classify_unknown and jobs is not None
+        # With a classifier in the node or remote workers, unknown images become jobs and
+        # a check waits for the verdict within its deadline (one path for both).
+        self.classify_unknown = classify_unknown
 
     async def check(self, data: bytes, *, actor: str) -> CheckOutcome:
         """Check ``data`` for ``actor`` (a pict-rs caller, the CLI, a sweep)."""
@@ -80,10 +75,7 @@ class CheckPipeline:
         if outcome is not None:
             return outcome
         assert hashes is not None
-        if self.classifier is not None:
-            return await self._classify(sha, data, hashes)
         if self.classify_unknown:
-            assert self.jobs is not None
             await self.jobs.submit(sha, data, "unknown")
             verdict = await self.jobs.wait_for_verdict(sha, self.policy.deadline_s)
             if verdict is not None:
@@ -95,24 +87,9 @@ class CheckPipeline:
         return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
                                    "classifier is enabled")
 
-    async def _classify(self, sha: str, data: bytes, hashes: ImageHashes) -> CheckOutcome:
-        assert self.classifier is not None
-        result = await self.classifier.classify(data, hashes)
-        verdict = await self.store.record_verdict(
-            hashes, result.label, "classifier", f"classifier:{result.model_id}",
-            model=result.model_id, detail={"scores": result.scores,
-                                           "publishable": result.publishable})
-        return CheckOutcome(sha, self.policy.actions.for_label(result.label), result.label,
-                            f"verdict:{verdict.id}",
-                            f"classified {result.label} by {result.model_id}", hashes=hashes)
-
     async def _unknown(self, sha: str, data: bytes, hashes: ImageHashes | None,
                        why: str) -> CheckOutcome:
         if self.policy.on_unknown == "accept_and_rescan":
             # Keep the bytes so a classifier can judge the image once one is free.
-            if self.jobs is not None:
-                await self.jobs.submit(sha, data, "accept_and_rescan")
-            else:
-                await asyncio.to_thread(self.blobs.put, sha, data)
-                await self.store.enqueue_job(sha, "accept_and_rescan")
+            await self.jobs.submit(sha, data, "accept_and_rescan")
         return decide_unknown(sha, self.policy, why, hashes)

@@ -61,7 +61,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             max_wait_s=config.workers.max_wait_s))
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
-            blobs=blobs, metrics=metrics, jobs=jobs,
+            metrics=metrics, jobs=jobs,
             classify_unknown=config.classifier.enabled or config.workers.enabled)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs)

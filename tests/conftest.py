@@ -22,7 +22,6 @@ from attestd.config import Config, load_config
 from attestd.keys import ensure_keys
 
 
-
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:

@@ -26,6 +26,7 @@ from activitypub.inbox import InboxRequest, verify_signed
 from attestd import __version__
 from attestd.errors import RequestError
 from attestd.federation.runtime import Federation
+from attestd.http.appkeys import PIPELINE
 from attestd.http.body import read_body
 from attestd.model import AuditEntry
 
@@ -105,8 +106,6 @@ async def inbox(request: web.Request) -> web.Response:
     if await fed.store.resume_host(host):
         fed.deliverer.poke()
     log.info("received %s from %s", verified.activity.get("type"), verified.actor)
-    from attestd.http.appkeys import PIPELINE
-
     request.app[PIPELINE].writes.audit(AuditEntry(
         actor=verified.actor, action="activity_received",
         source=str(verified.activity["id"])[:500],

@@ -5,6 +5,7 @@ pict-rs POSTs the stored bytes; any 2xx accepts the upload, anything else reject
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -66,7 +67,13 @@ def _address_allowed(remote: str, networks: tuple[str, ...]) -> bool:
         return False
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
-    return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
+    return any(addr in net for net in _parsed(networks))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    # Parsed once per configuration, not on every check.
+    return tuple(ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 async def _scan(request: web.Request, actor: str) -> web.Response:

@@ -1,5 +1,5 @@
 """Classifiers: the interface, and the CLIP + horde-safety implementation (optional extra)."""
 
-from scanner.classifier.base import CLASSIFIER_LABELS, Classification, Classifier
+from scanner.classifier.base import CLASSIFIER_LABELS, Classification
 
-__all__ = ["CLASSIFIER_LABELS", "Classification", "Classifier"]
+__all__ = ["CLASSIFIER_LABELS", "Classification"]

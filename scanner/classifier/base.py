@@ -1,11 +1,8 @@
-"""The interface every classifier implements (the CLIP one, a remote worker's client)."""
+"""What a classifier says about one image, whichever classifier and wherever it ran."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
-
-from scanner.hashes import ImageHashes
 
 CLASSIFIER_LABELS = ("ok", "nsfw", "csam_suspect")
 
@@ -21,9 +18,3 @@ class Classification:
     def __post_init__(self) -> None:
         if self.label not in CLASSIFIER_LABELS:
             raise ValueError(f"classifier label must be one of {CLASSIFIER_LABELS}, got {self.label!r}")
-
-
-class Classifier(Protocol):
-    """Classifies one image; implementations batch internally."""
-
-    async def classify(self, data: bytes, hashes: ImageHashes) -> Classification: ...
