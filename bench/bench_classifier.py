@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.machine import describe, wait_http  # noqa: E402
+from bench.machine import describe  # noqa: E402
+from bench.node import running_node  # noqa: E402
 from tests.images import scene  # noqa: E402
 
 
@@ -75,10 +73,13 @@ def main() -> None:
           f"(target >= 1.5x: {'met' if best / single >= 1.5 else 'NOT met'})")
     if args.pipeline:
         clf.settings = dataclasses.replace(clf.settings, batch_size=1)
-        asyncio.run(pipeline_overhead(clf, args.pipeline))
+        with running_node(workers__enabled="true", policy__deadline_s="60",
+                          scanner__workers="1") as node:
+            token = node.cli("workers", "add", "bench").strip().splitlines()[-1]
+            asyncio.run(pipeline_overhead(clf, args.pipeline, node.base, token))
 
 
-async def pipeline_overhead(clf: Any, n: int) -> None:
+async def pipeline_overhead(clf: Any, n: int, base: str, token: str) -> None:
     """pict-rs check -> node queue -> remote worker (HTTP) -> verdict -> answer, one image at
     a time: how much the round trip adds to the classifier's own time."""
     import aiohttp
@@ -86,51 +87,30 @@ async def pipeline_overhead(clf: Any, n: int) -> None:
     from scanner.worker import run_worker
     from scanner.worker_client import HttpJobClient
     from tests.images import jpeg
-    from tests.peers import free_port
 
-    with tempfile.TemporaryDirectory(prefix="attestd-clfbench-") as tmp:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
-        env.update(ATTESTD_CONFIG=f"{tmp}/config.toml", ATTESTD_SERVER__PORT=str(port),
-                   ATTESTD_DATABASE__URL=f"sqlite:///{tmp}/a.db", ATTESTD_WORKERS__ENABLED="true",
-                   ATTESTD_POLICY__DEADLINE_S="60", ATTESTD_LOGGING__LEVEL="warning",
-                   ATTESTD_SCANNER__WORKERS="1")
-        attestd = str(Path(sys.executable).with_name("attestd"))
-        for cmd in (["init"], ["db", "upgrade"]):
-            subprocess.run([attestd, *cmd], env=env, check=True, capture_output=True)
-        token = subprocess.run([attestd, "workers", "add", "bench"], env=env, check=True,
-                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        server = subprocess.Popen([attestd, "serve"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        own: list[float] = []
+    own: list[float] = []
 
-        def timed(images: list[Any]) -> list[Any]:
+    def timed(images: list[Any]) -> list[Any]:
+        t0 = time.perf_counter()
+        out = clf.classify_batch(images)
+        own.append(time.perf_counter() - t0)
+        return out
+
+    stop = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        worker = asyncio.create_task(run_worker(
+            HttpJobClient(session, base, token), timed, batch=1, stop=stop, wait_s=10))
+        latencies = []
+        for i in range(n + 2):
+            data = jpeg(50_000 + i, (640, 480))
             t0 = time.perf_counter()
-            out = clf.classify_batch(images)
-            own.append(time.perf_counter() - t0)
-            return out
-
-        try:
-            await wait_http(f"{base}/healthz")
-            stop = asyncio.Event()
-            async with aiohttp.ClientSession() as session:
-                worker = asyncio.create_task(run_worker(
-                    HttpJobClient(session, base, token), timed, batch=1, stop=stop, wait_s=10))
-                latencies = []
-                for i in range(n + 2):
-                    data = jpeg(50_000 + i, (640, 480))
-                    t0 = time.perf_counter()
-                    async with session.post(f"{base}/api/v1/scan/IPADDR", data=data,
-                                            headers={"Content-Type": "image/jpeg"}) as r:
-                        body = await r.json()
-                    assert body["source"].startswith("verdict:"), body
-                    latencies.append(time.perf_counter() - t0)
-                stop.set()
-                await worker
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+            async with session.post(f"{base}/api/v1/scan/IPADDR", data=data,
+                                    headers={"Content-Type": "image/jpeg"}) as r:
+                body = await r.json()
+            assert body["source"].startswith("verdict:"), body
+            latencies.append(time.perf_counter() - t0)
+        stop.set()
+        await worker
     overhead = [(lat - c) * 1000 for lat, c in zip(latencies[2:], own[2:], strict=True)]
     p50 = statistics.median(overhead)
     print(f"node -> worker -> verdict: classifier {statistics.median(own[2:]) * 1000:.0f} ms, "

@@ -15,11 +15,8 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from activitypub import public_key_pem, sign_request  # noqa: E402
-from bench.machine import describe, wait_http  # noqa: E402
+from bench.machine import describe  # noqa: E402
+from bench.node import running_node  # noqa: E402
 from tests.peers import free_port  # noqa: E402
 
 ATTESTD = str(Path(sys.executable).with_name("attestd"))
@@ -166,22 +164,10 @@ def main() -> None:
     ready.wait(30)
     inboxes = [f"http://127.0.0.1:{p}/inbox" for p in ports]
 
-    with tempfile.TemporaryDirectory(prefix="attestd-fedbench-") as tmp:
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        db_url = f"sqlite:///{tmp}/attestd.db"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
-        env.update(ATTESTD_CONFIG=f"{tmp}/config.toml", ATTESTD_SERVER__PORT=str(port),
-                   ATTESTD_NODE__BASE_URL=base, ATTESTD_DATABASE__URL=db_url,
-                   ATTESTD_FEDERATION__ALLOW_PRIVATE_ADDRESSES="true",
-                   ATTESTD_LOGGING__LEVEL="warning", ATTESTD_SCANNER__WORKERS="1")
-        subprocess.run([ATTESTD, "init"], env=env, check=True, capture_output=True)
-        subprocess.run([ATTESTD, "db", "upgrade"], env=env, check=True, capture_output=True)
-        server_log = open(f"{tmp}/serve.log", "wb")
-        server = subprocess.Popen([ATTESTD, "serve"], env=env, stdout=server_log,
-                                  stderr=subprocess.STDOUT)
-        try:
-            asyncio.run(wait_http(f"{base}/healthz"))
+    try:
+        with running_node(federation__allow_private_addresses="true",
+                          scanner__workers="1") as node:
+            base, db_url = node.base, node.db_url
             delivery_rates, inbox_rates = [], []
             for r in range(args.rounds):
                 rate = asyncio.run(deliveries_round(db_url, base, inboxes, args.per_follower,
@@ -194,25 +180,8 @@ def main() -> None:
                 assert ok == args.inbox_activities - 1, f"only {ok} accepted"
                 inbox_rates.append(rate)
                 print(f"  inbox round {r + 1}: {rate:7.1f} verified activities/s")
-        finally:
-            t0 = time.perf_counter()
-            server.terminate()
-            if os.environ.get("BENCH_DUMP_SHUTDOWN"):
-                time.sleep(5)
-                subprocess.run([str(Path(sys.executable).with_name("py-spy")), "dump", "--pid",
-                                str(server.pid)])
-            try:
-                server.wait(timeout=60)
-                print(f"node stopped {time.perf_counter() - t0:.1f} s after SIGTERM")
-            except subprocess.TimeoutExpired:
-                print("node did not stop within 60 s of SIGTERM; killed")
-                server.kill()
-            followers.terminate()
-            server_log.close()
-            if os.environ.get("BENCH_DUMP_SHUTDOWN"):
-                errors = [line[:300] for line in open(f"{tmp}/serve.log").read().splitlines()
-                          if "error" in line.lower()]
-                print("\n".join(errors)[:4000])
+    finally:
+        followers.terminate()
     d, i = statistics.median(delivery_rates), statistics.median(inbox_rates)
     print(f"signed deliveries: median {d:.0f}/s to {args.followers} followers")
     print(f"verified inbox activities: median {i:.0f}/s (target >= 500/s: "

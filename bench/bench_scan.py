@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,7 +27,8 @@ import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.machine import describe, wait_http  # noqa: E402
+from bench.machine import describe  # noqa: E402
+from bench.node import running_node  # noqa: E402
 from tests.images import scene  # noqa: E402
 
 ATTESTD = str(Path(sys.executable).with_name("attestd"))
@@ -133,53 +131,39 @@ def main() -> None:
     print(f"images: {total_new} distinct 1280x960 JPEGs, median {statistics.median(sizes) / 1024:.0f} KB"
           f" (made in {time.perf_counter() - t0:.0f} s)")
 
-    with tempfile.TemporaryDirectory(prefix="attestd-bench-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
-        port = 18080 + os.getpid() % 1000
-        db_url = f"sqlite:///{tmp}/attestd.db"
-        env.update(ATTESTD_CONFIG=f"{tmp}/config.toml", ATTESTD_SERVER__PORT=str(port),
-                   ATTESTD_DATABASE__URL=db_url, ATTESTD_POLICY__ON_UNKNOWN="accept",
-                   ATTESTD_LOGGING__LEVEL="warning")
-        subprocess.run([ATTESTD, "init"], env=env, check=True, capture_output=True)
-        subprocess.run([ATTESTD, "db", "upgrade"], env=env, check=True, capture_output=True)
-        server = subprocess.Popen([ATTESTD, "serve"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}/api/v1/scan/IPADDR"
-        try:
-            asyncio.run(wait_http(f"http://127.0.0.1:{port}/healthz"))
-            asyncio.run(load(url, [photo(10_000 + i) for i in range(32)], 4, None))  # warm-up
+    with running_node(policy__on_unknown="accept") as node:
+        server, db_url = node.process, node.db_url
+        url = f"{node.base}/api/v1/scan/IPADDR"
+        asyncio.run(load(url, [photo(10_000 + i) for i in range(32)], 4, None))  # warm-up
 
-            new_rates, new_p99 = [], []
-            for r in range(args.rounds):
-                chunk = bodies[r * args.new_per_round:(r + 1) * args.new_per_round]
-                cpu0 = cpu_seconds(server.pid)
-                rate, lat, errs = asyncio.run(load(url, chunk, args.concurrency, None))
-                cpu1 = cpu_seconds(server.pid)
-                assert errs == 0, f"{errs} checks failed"
-                new_rates.append(rate)
-                new_p99.append(pct(lat, 99))
-                print(f"  new   round {r + 1}: {rate:7.1f} checks/s  p50 {pct(lat, 50):6.1f} ms"
-                      f"  p99 {pct(lat, 99):6.1f} ms  CPU per check: server "
-                      f"{(cpu1[0] - cpu0[0]) / len(chunk) * 1000:.1f} ms, decoders "
-                      f"{(cpu1[1] - cpu0[1]) / len(chunk) * 1000:.1f} ms")
+        new_rates, new_p99 = [], []
+        for r in range(args.rounds):
+            chunk = bodies[r * args.new_per_round:(r + 1) * args.new_per_round]
+            cpu0 = cpu_seconds(server.pid)
+            rate, lat, errs = asyncio.run(load(url, chunk, args.concurrency, None))
+            cpu1 = cpu_seconds(server.pid)
+            assert errs == 0, f"{errs} checks failed"
+            new_rates.append(rate)
+            new_p99.append(pct(lat, 99))
+            print(f"  new   round {r + 1}: {rate:7.1f} checks/s  p50 {pct(lat, 50):6.1f} ms"
+                  f"  p99 {pct(lat, 99):6.1f} ms  CPU per check: server "
+                  f"{(cpu1[0] - cpu0[0]) / len(chunk) * 1000:.1f} ms, decoders "
+                  f"{(cpu1[1] - cpu0[1]) / len(chunk) * 1000:.1f} ms")
 
-            asyncio.run(store_ok_verdicts(db_url, bodies))
-            known_rates, known_p99, known_p50 = [], [], []
-            for r in range(args.rounds):
-                cpu0 = cpu_seconds(server.pid)
-                rate, lat, errs = asyncio.run(load(url, bodies, args.concurrency,
-                                                   args.known_seconds))
-                cpu1 = cpu_seconds(server.pid)
-                assert errs == 0, f"{errs} checks failed"
-                known_rates.append(rate)
-                known_p99.append(pct(lat, 99))
-                known_p50.append(pct(lat, 50))
-                print(f"  known round {r + 1}: {rate:7.1f} checks/s  p50 {pct(lat, 50):6.1f} ms"
-                      f"  p99 {pct(lat, 99):6.1f} ms  CPU per check: server "
-                      f"{(cpu1[0] - cpu0[0]) / len(lat) * 1000:.2f} ms")
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+        asyncio.run(store_ok_verdicts(db_url, bodies))
+        known_rates, known_p99, known_p50 = [], [], []
+        for r in range(args.rounds):
+            cpu0 = cpu_seconds(server.pid)
+            rate, lat, errs = asyncio.run(load(url, bodies, args.concurrency,
+                                               args.known_seconds))
+            cpu1 = cpu_seconds(server.pid)
+            assert errs == 0, f"{errs} checks failed"
+            known_rates.append(rate)
+            known_p99.append(pct(lat, 99))
+            known_p50.append(pct(lat, 50))
+            print(f"  known round {r + 1}: {rate:7.1f} checks/s  p50 {pct(lat, 50):6.1f} ms"
+                  f"  p99 {pct(lat, 99):6.1f} ms  CPU per check: server "
+                  f"{(cpu1[0] - cpu0[0]) / len(lat) * 1000:.2f} ms")
 
     known_rate, known_p99v = statistics.median(known_rates), statistics.median(known_p99)
     new_rate = statistics.median(new_rates)
