@@ -20,8 +20,10 @@ class ChangeFollower:
     """
 
     # PostgreSQL may commit ids out of order; re-reading a short window behind the newest
-    # seen id catches late commits (applying a change twice is harmless).
+    # seen id catches late commits (applying a change twice is harmless). Each tick reads
+    # only what is newer; the window is re-read every REREAD_EVERY ticks.
     REREAD_WINDOW = 1000
+    REREAD_EVERY = 10
 
     def __init__(self, store: Store, index: BadHashIndex) -> None:
         self.store = store
@@ -39,11 +41,14 @@ class ChangeFollower:
         self._last_hash_event = last
         log.info("hash index loaded: %d entries", len(entries))
 
-    async def catch_up(self) -> int:
-        """Apply changes written since the last call; returns how many were new."""
+    async def catch_up(self, *, reread: bool = True) -> int:
+        """Apply changes written since the last call; returns how many were new.
+
+        With ``reread``, also look again at the last REREAD_WINDOW ids for late commits.
+        """
         new = 0
-        events = await self.store.entry_events_since(
-            max(0, self._last_hash_event - self.REREAD_WINDOW))
+        back = self.REREAD_WINDOW if reread else 0
+        events = await self.store.entry_events_since(max(0, self._last_hash_event - back))
         for event_id, active, entry in events:
             # The entry's current state decides, so replaying an event is harmless.
             if active:
@@ -53,8 +58,7 @@ class ChangeFollower:
             if event_id > self._last_hash_event:
                 new += 1
                 self._last_hash_event = event_id
-        changes = await self.store.judgement_events_since(
-            max(0, self._last_judgement - self.REREAD_WINDOW))
+        changes = await self.store.judgement_events_since(max(0, self._last_judgement - back))
         for event_id, sha256 in changes:
             if event_id not in self._seen_judgements:
                 self.store.forget(sha256)
@@ -67,9 +71,11 @@ class ChangeFollower:
 
     async def run(self, interval_s: float = 1.0) -> None:
         """Catch up every ``interval_s`` until cancelled."""
+        tick = 0
         while True:
             await asyncio.sleep(interval_s)
+            tick += 1
             try:
-                await self.catch_up()
+                await self.catch_up(reread=tick % self.REREAD_EVERY == 0)
             except Exception:  # the database may be briefly unreachable; try again
                 log.exception("could not follow database changes")

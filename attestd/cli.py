@@ -17,7 +17,7 @@ from attestd.errors import AttestdError
 from attestd.keys import ensure_keys, load_keys
 from attestd.logs import setup_logging
 from attestd.model import AuditEntry
-from scanner import UnreadableImage, normalise_hex
+from scanner import UnreadableImage, normalise_hex, sha256_hex
 
 T = TypeVar("T")
 
@@ -224,7 +224,6 @@ async def _set_overrides(cfg: Config, action: str, files: tuple[Path, ...],
                 hashes = await svc.pool.hash(data)
             except UnreadableImage as exc:
                 if action == "allow":
-                    from scanner import sha256_hex
                     targets.append((str(path), sha256_hex(data), None))
                     continue
                 click.echo(f"cannot block {path}: {exc.reason}. To block its exact bytes, "
