@@ -32,6 +32,9 @@ class WorkerInfo:
     last_seen_at: datetime | None
 
 
+TOKEN_PREFIX = "attestd_wk_"
+
+
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -45,7 +48,9 @@ class JobStore:
 
     async def add_worker(self, name: str) -> str:
         """Register a worker; returns its bearer token (shown once, stored as a digest)."""
-        token = secrets.token_urlsafe(32)
+        # The prefix keeps a token from ever starting with "-" (which argument parsers
+        # read as an option) and lets secret scanners recognise a leaked one.
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self.store.writing() as conn:
             exists = (await conn.execute(select(t.workers.c.id)
                                          .where(t.workers.c.name == name))).first()

@@ -58,6 +58,8 @@ async def _queue_images(node: Node, n: int, start: int = 0) -> list[str]:
 async def test_worker_api_refuses_bad_requests(node: Node) -> None:
     token = await _token(node, "gpu-a")
     other = await _token(node, "gpu-b")
+    # A token pasted on a command line must never look like an option.
+    assert token.startswith("attestd_wk_") and token != other
     await _queue_images(node, 2)
     api = f"{node.base}/api/v1/jobs"
     auth = {"Authorization": f"Bearer {token}"}
@@ -156,7 +158,7 @@ def _spawn_worker(node: Node, token: str, slow: float = 0.0,
     # Output goes to a file: an unread pipe fills up and blocks the worker mid-write.
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.worker_proc", "--node", node.base, "--token", token,
+        [sys.executable, "-m", "tests.worker_proc", "--node", node.base, f"--token={token}",
          "--batch", "8", "--slow", str(slow)],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
