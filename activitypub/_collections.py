@@ -59,7 +59,9 @@ def build_page(collection_id: str, request: PageRequest, found: PageItems) -> di
     next_url = prev_url = None
     if items and found.more_older:
         next_url = page_url(collection_id, max_id=items[-1][0])
-    if items and found.more_newer:
+    # Reading forward (min_id), a page always links to what may come next, so a reader
+    # walking to the present ends holding a cursor to resume from.
+    if items and (found.more_newer or request.min_id):
         prev_url = page_url(collection_id, min_id=items[0][0])
     elif not items and request.max_id:
         prev_url = page_url(collection_id, min_id=request.max_id)

@@ -26,12 +26,21 @@ class BadHashIndex:
         self._pdq: HammingIndex[int] = HammingIndex(256)
         self._phash: HammingIndex[int] = HammingIndex(64)
         self._entries: dict[int, HashEntry] = {}
+        # ``ok`` entries (peers opted into perceptual ok) live apart: they never make
+        # anything bad, and count only when both hashes are tightly within reach.
+        self._ok_pdq: HammingIndex[int] = HammingIndex(256)
+        self._ok_phash: HammingIndex[int] = HammingIndex(64)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, entry: HashEntry) -> None:
         self._entries[entry.id] = entry
+        if entry.label == "ok":
+            if entry.pdq and entry.phash:
+                self._ok_pdq.add(entry.id, entry.pdq)
+                self._ok_phash.add(entry.id, entry.phash)
+            return
         if entry.pdq and (entry.pdq_quality is None
                           or entry.pdq_quality >= self.matching.pdq_min_quality):
             self._pdq.add(entry.id, entry.pdq)
@@ -42,6 +51,28 @@ class BadHashIndex:
         self._entries.pop(entry_id, None)
         self._pdq.remove(entry_id)
         self._phash.remove(entry_id)
+        self._ok_pdq.remove(entry_id)
+        self._ok_phash.remove(entry_id)
+
+    def match_ok(self, frames: Sequence[FrameHashes]) -> list[IndexMatch]:
+        """``ok`` entries within matching.ok_pdq_threshold AND ok_phash_threshold of every
+        frame (a near-copy must be near throughout, not in one frame), nearest first."""
+        if not frames or len(self._ok_pdq) == 0:
+            return []
+        found: dict[int, int] | None = None
+        for frame in frames:
+            if frame.pdq_quality < self.matching.pdq_min_quality:
+                return []
+            pdq = {m.key: m.distance
+                   for m in self._ok_pdq.search(frame.pdq, self.matching.ok_pdq_threshold)}
+            near = {m.key: pdq[m.key] for m in self._ok_phash.search(
+                frame.phash, self.matching.ok_phash_threshold) if m.key in pdq}
+            found = near if found is None else {k: max(d, near[k]) for k, d in found.items()
+                                                if k in near}
+            if not found:
+                return []
+        return sorted((IndexMatch(self._entries[k], "near", d, 0) for k, d in (found or {}).items()),
+                      key=lambda m: (m.distance, m.entry.id))
 
     def match(self, frames: Sequence[FrameHashes]) -> list[IndexMatch]:
         """Entries near any frame, nearest first.

@@ -61,7 +61,10 @@ class ChangeFollower:
         changes = await self.store.judgement_events_since(max(0, self._last_judgement - back))
         for event_id, sha256 in changes:
             if event_id not in self._seen_judgements:
-                self.store.forget(sha256)
+                if sha256 == "*":
+                    self.store.forget_all()
+                else:
+                    self.store.forget(sha256)
                 self._seen_judgements.add(event_id)
                 new += 1
             self._last_judgement = max(self._last_judgement, event_id)

@@ -420,3 +420,11 @@ def worker(node: str, token: str, device: str | None, batch: int | None) -> None
         click.echo(f"attestd: the node refused the token: {exc}", err=True)
         sys.exit(EXIT_SETUP)
     click.echo(f"worker stopped after {done} jobs")
+
+
+# The federation and review groups live in their own module (it imports this one's helpers).
+from attestd.cli_federation import followers, peers, review  # noqa: E402
+
+cli.add_command(peers)
+cli.add_command(followers)
+cli.add_command(review)

@@ -94,6 +94,9 @@ class MatchingConfig(_Section):
     pdq_threshold: int = Field(31, ge=0, le=256)
     pdq_min_quality: int = Field(50, ge=0, le=100)
     phash_threshold: int = Field(8, ge=0, le=64)
+    # Only for peers an admin opted into perceptual ok: both hashes must be this close.
+    ok_pdq_threshold: int = Field(10, ge=0, le=64)
+    ok_phash_threshold: int = Field(4, ge=0, le=16)
 
 
 class ClassifierConfig(_Section):
@@ -141,6 +144,14 @@ class FederationConfig(_Section):
     deliver: bool = True
     retry_base_s: float = Field(30.0, gt=0)
     delivery_concurrency: int = Field(16, ge=1, le=256)
+    # Incoming follows from these (actor URL, or host[:port]) are accepted at once; the
+    # rest wait for `attestd followers approve`.
+    auto_approve: tuple[str, ...] = ()
+    # How many distinct trusted peers must say bad before their word rejects.
+    bad_quorum: int = Field(1, ge=1, le=100)
+    # Pull each followed peer's outbox this often, besides at start and after a follow
+    # is accepted: pushes can be lost, the outbox cannot.
+    backfill_interval_s: float = Field(300.0, ge=5)
 
 
 class LoggingConfig(_Section):

@@ -7,14 +7,18 @@ from collections.abc import Sequence
 from attestd.bad_hashes import IndexMatch
 from attestd.config import ActionsConfig, PolicyConfig
 from attestd.model import CheckOutcome, Decision, Lookup
+from attestd.trust import PeerClaim, weigh_claims
 from scanner import ImageHashes
 
 
 def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
-                 actions: ActionsConfig) -> CheckOutcome | None:
-    """The outcome from overrides, own verdicts and the bad-hash index, strongest first.
+                 actions: ActionsConfig, *, peer_claims: Sequence[PeerClaim] = (),
+                 quorum: int = 1) -> CheckOutcome | None:
+    """The outcome from overrides, own verdicts, trusted peers' attestations and the
+    bad-hash index, strongest first.
 
-    Returns None when nothing judged the image (it needs classifying).
+    ``peer_claims`` are perceptual matches on peers' attestations (exact ones come in
+    ``lookup.claims``). Returns None when nothing judged the image (it needs classifying).
     """
     ov = lookup.override
     if ov is not None and ov.action == "allow":
@@ -35,14 +39,29 @@ def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
         return CheckOutcome(sha256, actions.for_label(v.label), v.label, f"verdict:{v.id}",
                             f"judged {v.label} earlier by {v.method} ({v.source})",
                             hashes=lookup.hashes)
-    if matches:
-        m = matches[0]
+    own_matches = [m for m in matches if not m.entry.source.startswith(ATTESTATION_SOURCE)]
+    peers = weigh_claims([*lookup.claims, *peer_claims], quorum=quorum,
+                         other_bad_evidence=bool(own_matches))
+    if peers is not None:
+        c = peers.claim
+        return CheckOutcome(
+            sha256, actions.for_label(peers.label), peers.label, f"attestation:{c.attestation}",
+            peers.reason, hashes=lookup.hashes,
+            detail={"issuer": c.issuer, "method": c.method, "match": c.match,
+                    "distance": c.distance, "disputed": peers.disputed})
+    if own_matches:
+        m = own_matches[0]
         return CheckOutcome(
             sha256, actions.for_label(m.entry.label), m.entry.label, m.entry.source,
             f"perceptually matches a known {m.entry.label} image from {m.entry.source} "
             f"({m.kind} distance {m.distance})",
             hashes=lookup.hashes, detail=_match_detail(m))
     return None
+
+
+# Hash entries taken from peers' attestations carry this source prefix and the
+# attestation's row id; step 3 weighs them with the peer's trust, not step 4.
+ATTESTATION_SOURCE = "attestation-row:"
 
 
 def decide_unknown(sha256: str, policy: PolicyConfig, why: str,

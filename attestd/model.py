@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from attestd.trust import PeerClaim
 from scanner import ImageHashes
 
 LABELS = ("ok", "nsfw", "csam_suspect", "unreadable", "blocked")
@@ -67,6 +68,8 @@ class Lookup:
     hashes: ImageHashes | None
     override: Override | None
     verdict: Verdict | None
+    # Live attestations of this exact sha256 from peers trusted bad_only or full.
+    claims: tuple[PeerClaim, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

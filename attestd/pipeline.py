@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -10,10 +11,11 @@ from collections.abc import Awaitable, Callable
 from attestd.bad_hashes import BadHashIndex
 from attestd.config import PolicyConfig
 from attestd.db.store import Store
-from attestd.decisions import decide_known, decide_unknown
+from attestd.decisions import ATTESTATION_SOURCE, decide_known, decide_unknown
 from attestd.jobs.queue import JobQueue
 from attestd.metrics import Metrics
 from attestd.model import AuditEntry, CheckOutcome
+from attestd.review import ReviewQueue
 from attestd.write_behind import WriteBehind
 from scanner import ImageHashes, UnreadableImage, sha256_hex
 
@@ -27,7 +29,8 @@ class CheckPipeline:
 
     def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
                  policy: PolicyConfig, writes: WriteBehind, jobs: JobQueue,
-                 metrics: Metrics | None = None, classify_unknown: bool = False) -> None:
+                 metrics: Metrics | None = None, classify_unknown: bool = False,
+                 review: ReviewQueue | None = None, quorum: int = 1) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
@@ -35,6 +38,8 @@ class CheckPipeline:
         self.writes = writes
         self.metrics = metrics
         self.jobs = jobs
+        self.review = review
+        self.quorum = quorum
         # With a classifier in the node or remote workers, unknown images become jobs and
         # a check waits for the verdict within its deadline (one path for both).
         self.classify_unknown = classify_unknown
@@ -66,13 +71,28 @@ class CheckPipeline:
             try:
                 hashes = await self.hasher(data)
             except UnreadableImage as exc:
+                if self.review is not None:
+                    await self.review.add(sha, "unreadable", exc.reason)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
             self.writes.image(hashes)
-            lookup = type(lookup)(hashes=hashes, override=lookup.override, verdict=lookup.verdict)
+            lookup = dataclasses.replace(lookup, hashes=hashes)
         matches = self.index.match(hashes.frames) if hashes is not None else []
-        outcome = decide_known(sha, lookup, matches, self.policy.actions)
+        near_ok = self.index.match_ok(hashes.frames) if hashes is not None else []
+        # Perceptual matches on peers' attestations are weighed with the peer's current
+        # trust (step 3), so they are looked up rather than read from the index alone.
+        rows: dict[int, tuple[str, int]] = {}
+        for m in [*matches, *near_ok]:
+            if m.entry.source.startswith(ATTESTATION_SOURCE):
+                rid = int(m.entry.source[len(ATTESTATION_SOURCE):])
+                if rid not in rows or m.distance < rows[rid][1]:
+                    rows[rid] = (m.kind, m.distance)
+        peer_claims = await self.store.claims_for_rows(rows) if rows else []
+        outcome = decide_known(sha, lookup, matches, self.policy.actions,
+                               peer_claims=peer_claims, quorum=self.quorum)
         if outcome is not None:
+            if outcome.detail.get("disputed") and self.review is not None:
+                await self.review.add(sha, "disputed", outcome.reason)
             return outcome
         assert hashes is not None
         if self.classify_unknown:

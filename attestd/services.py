@@ -17,6 +17,7 @@ from attestd.jobs.queue import JobQueue, JobSettings
 from attestd.jobs.store import JobStore
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
+from attestd.review import ReviewQueue
 from attestd.write_behind import WriteBehind
 from scanner import DecodeLimits
 from scanner.pool import DecodePool
@@ -62,7 +63,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
-            classify_unknown=config.classifier.enabled or config.workers.enabled)
+            classify_unknown=config.classifier.enabled or config.workers.enabled,
+            review=ReviewQueue(store), quorum=config.federation.bad_quorum)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs)
 

@@ -117,6 +117,12 @@ def db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Config:
     """A node config for tests: loopback, two decoder workers, the given overrides."""
+    return make_config_env(tmp_path, db_url, **sections)[0]
+
+
+def make_config_env(tmp_path: Path, db_url: str, **sections: dict[str, Any]
+                    ) -> tuple[Config, dict[str, str]]:
+    """make_config, plus the environment that gives the CLI the same configuration."""
     text = [f'[node]\ndata_dir = "{tmp_path / "data"}"\n',
             f'[database]\nurl = "{db_url}"\n',
             '[scanner]\nworkers = 2\n',
@@ -131,7 +137,7 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> Conf
     env.setdefault("ATTESTD_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true")
     cfg = load_config(path, env)
     ensure_keys(cfg.keys_dir)
-    return cfg
+    return cfg, {"ATTESTD_CONFIG": str(path), **env}
 
 
 def _toml(value: Any) -> str:

@@ -213,3 +213,71 @@ followers = Table(
     Column("follow_activity", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Nodes this node follows, and how far it trusts each (DESIGN.md, "Trust").
+peers = Table(
+    "peers",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("actor", Text, nullable=False, unique=True),
+    Column("inbox", Text, nullable=False),
+    Column("outbox", Text, nullable=True),
+    Column("trust", String(16), nullable=False),  # none | bad_only | full
+    # Opt-in: an ``ok`` also counts for near-copies within matching.ok_* thresholds.
+    Column("perceptual_ok", Boolean, nullable=False, default=False),
+    Column("state", String(16), nullable=False),  # pending | accepted | rejected
+    Column("follow_id", Text, nullable=True),
+    # The outbox cursor (min_id) up to which this node has read the peer's outbox.
+    Column("outbox_cursor", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=True),
+    Column("last_backfill_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+
+# Attestations received from peers, verified. A retraction keeps the row (retracted_at)
+# so a late-arriving Create of the same id is not applied again.
+attestations = Table(
+    "attestations",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("object_id", Text, nullable=False, unique=True),
+    Column("issuer", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("model", Text, nullable=True),
+    Column("published", DateTime(timezone=True), nullable=True),
+    Column("expires", DateTime(timezone=True), nullable=True),
+    Column("retracted_at", DateTime(timezone=True), nullable=True),
+    Column("body", JSON, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_attestations_sha256", "sha256"),
+    Index("ix_attestations_issuer", "issuer"),
+)
+
+# Attestations this node issued (its own verdicts), by the uuid in their id.
+published_attestations = Table(
+    "published_attestations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("object_id", Text, nullable=False, unique=True),
+    Column("sha256", String(64), nullable=False),
+    Column("verdict_id", IdType, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("retracted_at", DateTime(timezone=True), nullable=True),
+    Index("ix_published_attestations_sha256", "sha256"),
+)
+
+# What a human should look at: disputed, flagged by our classifier, unreadable.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+)

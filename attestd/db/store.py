@@ -24,8 +24,10 @@ from attestd.model import (
     Lookup,
     Override,
     Verdict,
+    as_utc,
     utcnow,
 )
+from attestd.trust import PeerClaim
 from scanner import FrameHashes, ImageHashes
 
 
@@ -61,7 +63,7 @@ class Store:
         if cached is not None:
             self._lookups.move_to_end(sha256)
             if cached.hashes is None and sha256 in self._hash_cache:
-                cached = Lookup(self._hash_cache[sha256], cached.override, cached.verdict)
+                cached = Lookup(self._hash_cache[sha256], cached.override, cached.verdict, cached.claims)
             return cached
         found = await self._query_lookup(sha256)
         _put(self._lookups, sha256, found, self._cache_size)
@@ -81,9 +83,14 @@ class Store:
                 .where(and_(t.verdicts.c.sha256 == sha256, t.verdicts.c.retracted_at.is_(None)))
                 .order_by(t.verdicts.c.id.desc()).limit(1).scalar_subquery())
         img = select(t.images.c.sha256).where(t.images.c.sha256 == sha256).scalar_subquery()
+        att = (select(t.attestations.c.id).where(t.attestations.c.sha256 == sha256)
+               .limit(1).scalar_subquery())
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(ov_id.label("o"), v_id.label("v"),
-                                             img.label("i")))).one()
+                                             img.label("i"), att.label("a")))).one()
+            claims: tuple[PeerClaim, ...] = ()
+            if row.a is not None:
+                claims = tuple(await self._claims(conn, t.attestations.c.sha256 == sha256))
             override = verdict = None
             if row.o is not None:
                 override = _override((await conn.execute(
@@ -94,7 +101,35 @@ class Store:
             hashes = self._hash_cache.get(sha256)
             if hashes is None and row.i is not None:
                 hashes = await self._load_hashes(conn, sha256)
-        return Lookup(hashes=hashes, override=override, verdict=verdict)
+        return Lookup(hashes=hashes, override=override, verdict=verdict, claims=claims)
+
+    async def _claims(self, conn: AsyncConnection, where: Any, match: str = "sha256",
+                      distances: dict[int, tuple[str, int]] | None = None) -> list[PeerClaim]:
+        """Live attestations (not retracted, not expired) from peers trusted above none."""
+        now = utcnow()
+        a, p = t.attestations, t.peers
+        rows = (await conn.execute(
+            select(a.c.id, a.c.object_id, a.c.issuer, a.c.label, a.c.method, a.c.expires,
+                   p.c.trust)
+            .join(p, p.c.actor == a.c.issuer)
+            .where(and_(where, a.c.retracted_at.is_(None), p.c.trust != "none")))).all()
+        out = []
+        for r in rows:
+            expires = as_utc(r.expires)
+            if expires is not None and expires <= now:
+                continue
+            kind, distance = (distances or {}).get(int(r.id), (match, 0))
+            out.append(PeerClaim(attestation=r.object_id, issuer=r.issuer, trust=r.trust,
+                                 label=r.label, method=r.method, match=kind, distance=distance))
+        return out
+
+    async def claims_for_rows(self, found: dict[int, tuple[str, int]]) -> list[PeerClaim]:
+        """Claims for attestation rows matched perceptually: row id → (match kind, distance)."""
+        if not found:
+            return []
+        async with self.engine.connect() as conn:
+            return await self._claims(conn, t.attestations.c.id.in_(list(found)),
+                                      distances=found)
 
     async def get_hashes(self, sha256: str) -> ImageHashes | None:
         """The stored hashes of ``sha256``, if it was ever hashed."""
@@ -159,6 +194,21 @@ class Store:
             self._remember(h)
 
     # -- verdicts -------------------------------------------------------------------------
+
+    async def supersede_verdicts(self, sha256: str) -> int:
+        """Retract every live own verdict of ``sha256`` and its hash entries (a human
+        reviewed the image, or retracted our judgement); returns how many."""
+        v = t.verdicts
+        async with self.writing() as conn:
+            ids = (await conn.execute(select(v.c.id).where(and_(
+                v.c.sha256 == sha256, v.c.retracted_at.is_(None))))).scalars().all()
+            if ids:
+                await conn.execute(update(v).where(v.c.id.in_(ids)).values(retracted_at=utcnow()))
+                for vid in ids:
+                    await self._deactivate(conn, f"verdict:{vid}")
+                await self._judgement_changed(conn, sha256)
+        self.forget(sha256)
+        return len(ids)
 
     async def add_verdict(self, sha256: str, label: str, method: str, source: str,
                           model: str | None = None, detail: dict[str, Any] | None = None) -> Verdict:
@@ -233,7 +283,24 @@ class Store:
         return [_override(r) for r in rows]
 
     async def _judgement_changed(self, conn: AsyncConnection, sha256: str) -> None:
+        """Log that judgements of ``sha256`` changed (``*``: of many images, e.g. a peer's
+        trust changed), so every process drops what it cached."""
         await conn.execute(insert(t.judgement_events).values(sha256=sha256))
+
+    async def judgement_changed(self, conn: AsyncConnection, sha256: str) -> None:
+        await self._judgement_changed(conn, sha256)
+        if sha256 == "*":
+            self.forget_all()
+        else:
+            self.forget(sha256)
+
+    async def add_entries(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Add hash entries inside the caller's transaction."""
+        await self._add_entries(conn, rows)
+
+    async def deactivate(self, conn: AsyncConnection, source: str) -> None:
+        """Deactivate the hash entries of ``source`` inside the caller's transaction."""
+        await self._deactivate(conn, source)
 
     async def last_judgement_event(self) -> int:
         async with self.engine.connect() as conn:

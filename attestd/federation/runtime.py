@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -16,6 +17,10 @@ from activitypub.inbox import InboxVerifier
 from attestd import __version__
 from attestd.config import Config
 from attestd.db.store import Store
+from attestd.federation.backfill import Backfiller
+from attestd.federation.handlers import ActivityHandler
+from attestd.federation.peers import PeerStore
+from attestd.federation.publisher import Identity, Publisher
 from attestd.federation.store import FederationStore
 from attestd.keys import NodeKeys, load_keys
 from attestd.write_behind import WriteBehind
@@ -31,10 +36,21 @@ class Federation:
     keyring: Keyring
     inbox: InboxVerifier
     deliverer: Deliverer
+    fetcher: Fetcher
+    peers: PeerStore
+    handler: ActivityHandler
+    publisher: Publisher
+    backfiller: Backfiller
 
     @property
     def host(self) -> str:
         return urlsplit(self.actor.id).netloc
+
+
+def identity(config: Config, keys: NodeKeys) -> Identity:
+    spec = actor_spec(config, keys)
+    return Identity(actor=spec.id, followers=f"{config.node.base_url}/followers",
+                    key_id=spec.ed25519_key_id, key=keys.ed25519)
 
 
 def actor_spec(config: Config, keys: NodeKeys) -> ActorSpec:
@@ -70,11 +86,29 @@ async def open_federation(config: Config, store: Store,
                           allow_private=fed_cfg.allow_private_addresses,
                           concurrency=fed_cfg.delivery_concurrency,
                           retry_base_s=fed_cfg.retry_base_s, poll_interval_s=1.0)
+    peers = PeerStore(store)
+    publisher = Publisher(store, fstore, identity(config, keys), poke=deliverer.poke)
+
+    async def attestation_arrived(sha256: str) -> None:
+        store.forget(sha256)
+
+    handler = ActivityHandler(actor_id=spec.id, fstore=fstore, peers=peers, keyring=keyring,
+                              writes=writes, auto_approve=fed_cfg.auto_approve,
+                              poke=deliverer.poke, on_attestation=attestation_arrived)
+    backfiller = Backfiller(fetcher, peers, fstore, handler, fed_cfg.backfill_interval_s)
+    handler.on_peer_accepted = backfiller.request
     task = asyncio.create_task(deliverer.run(), name="deliverer") if fed_cfg.deliver else None
+    background = [asyncio.create_task(backfiller.run(), name="backfill"),
+                  asyncio.create_task(_expire_loop(peers), name="attestation-expiry")]
     try:
         yield Federation(actor=spec, keys=keys, store=fstore, keyring=keyring, inbox=inbox,
-                         deliverer=deliverer)
+                         deliverer=deliverer, fetcher=fetcher, peers=peers, handler=handler,
+                         publisher=publisher, backfiller=backfiller)
     finally:
+        for bg in background:
+            bg.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bg
         if task is not None:
             # Let deliveries in flight record their outcome; cancelling one half-way
             # through its database update could leave SQLite's write lock held.
@@ -86,3 +120,12 @@ async def open_federation(config: Config, store: Store,
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await session.close()
+
+
+async def _expire_loop(peers: PeerStore, interval_s: float = 60.0) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await peers.expire()
+        except Exception:  # the database may be briefly unreachable; try again
+            logging.getLogger(__name__).exception("could not expire attestations")

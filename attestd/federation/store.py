@@ -196,6 +196,36 @@ class FederationStore:
                                       .where(t.followers.c.actor == actor))).first()
         return row is not None and row.state == "accepted"
 
+    async def accepted_inboxes(self) -> list[str]:
+        """Where to deliver to every accepted follower (shared inboxes once each)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.followers.c.inbox, t.followers.c.shared_inbox)
+                .where(t.followers.c.state == "accepted"))).all()
+        return list(dict.fromkeys(r.shared_inbox or r.inbox for r in rows))
+
+    async def get_follower(self, actor: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.followers)
+                                      .where(t.followers.c.actor == actor))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def list_followers(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.followers).order_by(t.followers.c.id))).all()
+        return [dict(r._mapping) for r in rows]
+
+    async def set_follower_state(self, actor: str, state: str) -> bool:
+        async with self.store.writing() as conn:
+            res = await conn.execute(update(t.followers).where(t.followers.c.actor == actor)
+                                     .values(state=state))
+        return bool(res.rowcount)
+
+    async def remove_follower(self, actor: str) -> bool:
+        async with self.store.writing() as conn:
+            res = await conn.execute(t.followers.delete().where(t.followers.c.actor == actor))
+        return bool(res.rowcount)
+
     async def followers_page(self, req: PageRequest) -> PageItems:
         return await self._page(t.followers, t.followers.c.actor, req,
                                 t.followers.c.state == "accepted")

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from attestd.config import Config
-from attestd.federation import routes as federation_routes
-from attestd.federation.routes import FEDERATION
 from attestd.federation.runtime import open_federation
-from attestd.http import jobs, ops, scan
-from attestd.http.appkeys import CONFIG, INDEX, METRICS, PIPELINE, STORE
+from attestd.http import activitypub_routes, jobs, ops, scan
+from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
 from attestd.metrics import Metrics
+from attestd.model import Verdict
+from attestd.review import ReviewQueue
 from attestd.services import open_services
+from scanner import ImageHashes
+
+# Own classifier verdicts a human should confirm (a confirmation becomes a human-review
+# attestation, which peers weigh above a classifier's).
+FLAGGED_LABELS = frozenset({"csam_suspect"})
 
 
 def create_app(config: Config) -> web.Application:
@@ -35,7 +41,7 @@ def create_app(config: Config) -> web.Application:
     scan.add_routes(app)
     jobs.add_routes(app)
     ops.add_routes(app)
-    federation_routes.add_routes(app)
+    activitypub_routes.add_routes(app)
     return app
 
 
@@ -51,7 +57,18 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
 async def _federation(app: web.Application) -> AsyncIterator[None]:
     async with open_federation(app[CONFIG], app[STORE], app[PIPELINE].writes) as fed:
         app[FEDERATION] = fed
+        review = ReviewQueue(app[STORE])
+
+        async def on_verdict(verdict: Verdict, hashes: ImageHashes | None,
+                             detail: dict[str, Any]) -> None:
+            if verdict.label in FLAGGED_LABELS:
+                await review.add(verdict.sha256, "flagged",
+                                 f"classified {verdict.label} by {verdict.source}")
+            await fed.publisher.publish_verdict(verdict, hashes, detail)
+
+        app[JOBS].on_verdict = on_verdict
         yield
+        app[JOBS].on_verdict = None
 
 
 async def _in_node_worker(app: web.Application) -> AsyncIterator[None]:

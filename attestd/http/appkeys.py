@@ -7,6 +7,7 @@ from aiohttp import web
 from attestd.bad_hashes import BadHashIndex
 from attestd.config import Config
 from attestd.db.store import Store
+from attestd.federation.runtime import Federation
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
 
@@ -15,3 +16,4 @@ STORE = web.AppKey("store", Store)
 INDEX = web.AppKey("index", BadHashIndex)
 PIPELINE = web.AppKey("pipeline", CheckPipeline)
 METRICS = web.AppKey("metrics", Metrics)
+FEDERATION = web.AppKey("federation", Federation)

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from attestd.blobs import BlobStore
 from attestd.db.store import Store
 from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
 from attestd.model import Verdict
+from scanner import ImageHashes
 from scanner.classifier import Classification
 
 log = logging.getLogger(__name__)
+
+
+VerdictHook = Callable[[Verdict, ImageHashes | None, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,8 @@ class JobQueue:
         self.settings = settings
         self._queued = asyncio.Condition()
         self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
+        # Set by the federation side: attest the verdict to followers, flag it for review.
+        self.on_verdict: VerdictHook | None = None
 
     async def submit(self, sha256: str, data: bytes, reason: str) -> None:
         """Keep the bytes and queue the image; wakes claimers waiting in this process."""
@@ -90,6 +98,11 @@ class JobQueue:
             verdict = await self.store.add_verdict(sha, result.label, "classifier", source,
                                                    model=result.model_id, detail=detail)
         await asyncio.to_thread(self.blobs.delete, sha)
+        if self.on_verdict is not None:
+            try:
+                await self.on_verdict(verdict, hashes, detail)
+            except Exception:  # the verdict stands; publishing is retried by nobody, so say so
+                log.exception("could not publish verdict %s", verdict.id)
         for fut in self._waiters.pop(sha, []):
             if not fut.done():
                 fut.set_result(verdict)

@@ -11,7 +11,7 @@ import pytest
 
 from activitypub import FetchError
 from activitypub.fetch import Fetcher, make_session
-from attestd.federation.routes import FEDERATION
+from attestd.http.appkeys import FEDERATION
 from tests.integration.test_federation_endpoints import Node, start_node
 from tests.peers import Peer
 

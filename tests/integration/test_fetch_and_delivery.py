@@ -101,7 +101,7 @@ async def node(tmp_path: Path, db_url: str) -> AsyncIterator[Node]:
 
 
 def _fed(node: Node) -> Any:
-    from attestd.federation.routes import FEDERATION
+    from attestd.http.appkeys import FEDERATION
 
     return node.app[FEDERATION]
 

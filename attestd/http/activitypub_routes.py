@@ -1,4 +1,4 @@
-"""ActivityPub routes: actor, WebFinger, NodeInfo, inbox."""
+"""ActivityPub routes: actor, WebFinger, NodeInfo, inbox, outbox, followers, attestations."""
 
 from __future__ import annotations
 
@@ -26,14 +26,11 @@ from activitypub.inbox import InboxRequest, verify_signed
 from attestd import __version__
 from attestd.errors import RequestError
 from attestd.federation.runtime import Federation
-from attestd.http.appkeys import PIPELINE
+from attestd.http.appkeys import FEDERATION, PIPELINE
 from attestd.http.body import read_body
 from attestd.model import AuditEntry
 
 log = logging.getLogger(__name__)
-
-FEDERATION = web.AppKey("federation", Federation)
-
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/actor", actor)
@@ -43,6 +40,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/inbox", inbox)
     app.router.add_get("/outbox", outbox)
     app.router.add_get("/followers", followers)
+    app.router.add_get("/attestations/{uid}", attestation)
 
 
 def _activity_json(doc: dict[str, Any], status: int = 200) -> web.Response:
@@ -110,7 +108,13 @@ async def inbox(request: web.Request) -> web.Response:
         actor=verified.actor, action="activity_received",
         source=str(verified.activity["id"])[:500],
         label=str(verified.activity.get("type"))[:32]))
-    return web.json_response({"status": "accepted", "id": verified.activity["id"]}, status=202)
+    handled = await fed.handler.handle(verified.actor, verified.activity)
+    if handled.status == "refused":
+        # Verified as sent by its actor, but what it carries is unusable (a forged or
+        # malformed attestation): say why; a retry will not help.
+        raise RequestError(400, handled.detail)
+    return web.json_response({"status": handled.status, "detail": handled.detail,
+                              "id": verified.activity["id"]}, status=202)
 
 
 async def _signed_follower(request: web.Request) -> str:
@@ -154,3 +158,12 @@ async def followers(request: web.Request) -> web.Response:
     fed = request.app[FEDERATION]
     return await _collection(request, "followers", await fed.store.followers_total(),
                              fed.store.followers_page)
+
+
+async def attestation(request: web.Request) -> web.Response:
+    """One of our live attestations, for accepted followers (as the outbox is)."""
+    await _signed_follower(request)
+    doc = await request.app[FEDERATION].publisher.get(request.match_info["uid"])
+    if doc is None:
+        raise RequestError(404, "no such attestation (it may have been retracted)")
+    return _activity_json(doc)
