@@ -22,6 +22,7 @@ from activitypub.fetch import Fetcher, make_session
 from attestd.cli import EXIT_REJECTED, _actor, _config, _run
 from attestd.config import Config
 from attestd.federation.attestations import ATTESTED_LABELS
+from attestd.federation.follow import FollowError, follow_peer
 from attestd.federation.peers import PeerStore
 from attestd.federation.publisher import Identity, Publisher
 from attestd.federation.runtime import USER_AGENT, actor_spec, identity
@@ -80,51 +81,26 @@ def peers_add(target: str, trust: str, perceptual_ok: bool) -> None:
     async def go() -> None:
         keys = load_keys(cfg.keys_dir)
         spec = actor_spec(cfg, keys)
-        session = make_session(allow_private=cfg.federation.allow_private_addresses,
-                               user_agent=USER_AGENT)
+        private = cfg.federation.allow_private_addresses
+        session = make_session(allow_private=private, user_agent=USER_AGENT)
         try:
             fetcher = Fetcher(session, key_id=spec.main_key_id, private_key=keys.rsa,
-                              allow_private=cfg.federation.allow_private_addresses)
-            actor_url = await _resolve(fetcher, target, cfg.federation.allow_private_addresses)
-            doc = await fetcher.get(actor_url)
-        except ActivityPubError as exc:
-            raise click.ClickException(f"cannot reach {target}: {exc}") from None
+                              allow_private=private)
+            async with _open(cfg) as fed:
+                actor_url = await follow_peer(
+                    fetcher=fetcher, peers=fed.peers, fstore=fed.fstore, me=fed.me,
+                    target=target, trust=trust, perceptual_ok=perceptual_ok,  # type: ignore[arg-type]
+                    plain_http=private)
+                await fed.svc.store.write_audit([AuditEntry(
+                    actor=_actor(), action="peer_add", source=actor_url, label=trust)])
+        except (ActivityPubError, FollowError) as exc:
+            raise click.ClickException(f"cannot follow {target}: {exc}") from None
         finally:
             await session.close()
-        inbox, outbox = doc.get("inbox"), doc.get("outbox")
-        if not isinstance(inbox, str):
-            raise click.ClickException(f"{actor_url} has no inbox: it is not an actor")
-        if actor_url == spec.id:
-            raise click.UsageError("a node cannot follow itself")
-        async with _open(cfg) as fed:
-            fid = _activity_id(fed.me)
-            await fed.peers.add(actor_url, inbox, outbox if isinstance(outbox, str) else None,
-                                trust, fid, perceptual_ok)  # type: ignore[arg-type]
-            await fed.fstore.enqueue([inbox], follow(fid, fed.me.actor, actor_url))
-            await fed.svc.store.write_audit([AuditEntry(
-                actor=_actor(), action="peer_add", source=actor_url, label=trust)])
         click.echo(f"following {actor_url} with trust {trust}"
                    f"{' (+ perceptual ok)' if perceptual_ok else ''}; waiting for them to accept")
 
     _run(go)
-
-
-async def _resolve(fetcher: Fetcher, target: str, allow_private: bool) -> str:
-    if target.startswith(("https://", "http://")):
-        return target
-    name, _, host = target.lstrip("@").partition("@")
-    if not name or not host:
-        raise click.BadParameter("give an actor URL or @name@host", param_hint="TARGET")
-    # Test setups on loopback speak plain http; the public fediverse speaks https.
-    scheme = "http" if allow_private else "https"
-    jrd = await fetcher.get(f"{scheme}://{host}/.well-known/webfinger?resource=acct:{name}@{host}",
-                            accept="application/jrd+json", check_id=False)
-    for link in jrd.get("links") or []:
-        if (isinstance(link, dict) and link.get("rel") == "self"
-                and isinstance(link.get("href"), str)
-                and "activity+json" in str(link.get("type", ""))):
-            return str(link["href"])
-    raise click.ClickException(f"{target} has no ActivityPub actor (WebFinger lists none)")
 
 
 @peers.command("list")

@@ -69,13 +69,14 @@ class CheckPipeline:
         hashes = lookup.hashes
         if hashes is None and lookup.override is None:
             try:
-                hashes = await self.hasher(data)
+                # Shielded: when the deadline ends the check, the hashes are still kept
+                # for the next check of these bytes instead of being thrown away.
+                hashes = await asyncio.shield(self._hash_and_keep(data))
             except UnreadableImage as exc:
                 if self.review is not None:
                     await self.review.add(sha, "unreadable", exc.reason)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
-            self.writes.image(hashes)
             lookup = dataclasses.replace(lookup, hashes=hashes)
         matches = self.index.match(hashes.frames) if hashes is not None else []
         near_ok = self.index.match_ok(hashes.frames) if hashes is not None else []
@@ -106,6 +107,12 @@ class CheckPipeline:
             return await self._unknown(sha, data, hashes, "no classifier answered in time")
         return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
                                    "classifier is enabled")
+
+    async def _hash_and_keep(self, data: bytes) -> ImageHashes:
+        hashes = await self.hasher(data)
+        self.store.remember(hashes)
+        self.writes.image(hashes)
+        return hashes
 
     async def _unknown(self, sha: str, data: bytes, hashes: ImageHashes | None,
                        why: str) -> CheckOutcome:

@@ -59,7 +59,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         blobs = BlobStore(config.node.data_dir / "blobs")
         jobs = JobQueue(store, JobStore(store), blobs, JobSettings(
             lease_s=config.workers.lease_s, max_claim=config.workers.max_claim,
-            max_wait_s=config.workers.max_wait_s))
+            max_wait_s=config.workers.max_wait_s, quorum=config.federation.bad_quorum))
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,

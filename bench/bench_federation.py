@@ -1,4 +1,5 @@
-"""Federation throughput (part 1), with real servers on loopback.
+"""Federation: throughput (part 1) and a simulated federation (part 2, see
+bench/federation_sim.py), with real servers on loopback.
 
 1. Signed deliveries/s: one `attestd serve` node delivers queued activities to 20
    follower servers (in a separate process; they count and spot-check signatures).
@@ -152,8 +153,21 @@ def main() -> None:
     ap.add_argument("--per-follower", type=int, default=50)
     ap.add_argument("--inbox-activities", type=int, default=1500)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--part", choices=("1", "2", "all"), default="all",
+                    help="1: throughput; 2: the simulated federation (several minutes)")
+    ap.add_argument("--sim-span", type=float, default=180.0,
+                    help="part 2: seconds over which originals are uploaded")
     args = ap.parse_args()
     print(f"machine: {describe()}")
+    if args.part in ("1", "all"):
+        part1(args)
+    if args.part in ("2", "all"):
+        from bench.federation_sim import main as part2
+        print("\npart 2: simulated federation (10 nodes, 1 000 images each)")
+        part2(span_s=args.sim_span)
+
+
+def part1(args: argparse.Namespace) -> None:
 
     ports = [free_port() for _ in range(args.followers)]
     ready = multiprocessing.Event()

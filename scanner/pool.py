@@ -60,7 +60,12 @@ class DecodePool:
             raise UnreadableImage(
                 "crashed", f"the decoder crashed on this file (exit {exc.exitcode})") from None
         except asyncio.CancelledError:
-            future.cancel()  # type: ignore[no-untyped-call]
+            # Cancelling a running pebble task kills its worker process, and a new one
+            # costs a fork and imports: under a short deadline every later check would
+            # kill the next worker too. The decode timeout bounds a running task, so it
+            # is left to finish; only a task still waiting is dropped.
+            if not future.running():
+                future.cancel()  # type: ignore[no-untyped-call]
             raise
         except MemoryError:
             raise UnreadableImage("too_large", "decoding needed more memory than a decoder "

@@ -13,6 +13,7 @@ from attestd.blobs import BlobStore
 from attestd.db.store import Store
 from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
 from attestd.model import Verdict
+from attestd.trust import weigh_claims
 from scanner import ImageHashes
 from scanner.classifier import Classification
 
@@ -27,6 +28,7 @@ class JobSettings:
     lease_s: float = 120.0
     max_claim: int = 64
     max_wait_s: float = 30.0
+    quorum: int = 1  # federation.bad_quorum
 
 
 class JobQueue:
@@ -72,7 +74,8 @@ class JobQueue:
         max_jobs = max(1, min(max_jobs, self.settings.max_claim))
         deadline = asyncio.get_running_loop().time() + max(0.0, min(wait_s, self.settings.max_wait_s))
         while True:
-            claimed = await self.jobs.claim(worker, max_jobs, self.settings.lease_s)
+            claimed = await self._unjudged(
+                worker, await self.jobs.claim(worker, max_jobs, self.settings.lease_s))
             remaining = deadline - asyncio.get_running_loop().time()
             if claimed or remaining <= 0:
                 return claimed
@@ -81,6 +84,25 @@ class JobQueue:
                     await asyncio.wait_for(self._queued.wait(), min(1.0, remaining))
                 except TimeoutError:
                     pass
+
+    async def _unjudged(self, worker: str, claimed: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Drop jobs whose image was judged while they waited (our verdict, or a trusted
+        peer's attestation that decides it): the GPU is spent only on what is new."""
+        keep = []
+        for job in claimed:
+            lookup = await self.store.lookup(job.sha256)
+            judged = lookup.verdict is not None or lookup.override is not None
+            peers = (weigh_claims(lookup.claims, quorum=self.settings.quorum)
+                     if lookup.claims else None)
+            if judged or (peers is not None and not peers.disputed):
+                how = ("judged meanwhile by " + (peers.claim.attestation if peers and not judged
+                                                 else "this node"))
+                await self.jobs.settle(worker, job.id, how)
+                await asyncio.to_thread(self.blobs.delete, job.sha256)
+                log.debug("job %s: %s", job.id, how)
+            else:
+                keep.append(job)
+        return keep
 
     async def complete(self, worker: str, job_id: int,
                        result: Classification) -> tuple[CompleteOutcome, Verdict | None]:

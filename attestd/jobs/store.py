@@ -144,6 +144,16 @@ class JobStore:
                 state="done", finished_at=now, result_label=label))
         return "done", row.sha256
 
+    async def settle(self, worker: str, job_id: int, how: str) -> bool:
+        """Finish a leased job without classifying it: the image was judged meanwhile
+        (a trusted peer's attestation arrived while the job waited)."""
+        async with self.store.writing() as conn:
+            res = await conn.execute(update(t.jobs).where(and_(
+                t.jobs.c.id == job_id, t.jobs.c.lease_owner == worker,
+                t.jobs.c.state == "leased")).values(state="done", error=how[:1000],
+                                                    finished_at=utcnow()))
+        return bool(res.rowcount)
+
     async def fail(self, worker: str, job_id: int, error: str) -> bool:
         """The worker could not classify the image: keep it for review, never retry forever."""
         async with self.store.writing() as conn:
