@@ -199,3 +199,32 @@ async def test_rotated_key_is_refetched_once(node: Node, peer: Peer,
     body, headers = peer.signed_post(node.inbox, follow(peer, node))
     async with http.post(node.inbox, data=body, headers=headers) as r:
         assert r.status == 202, await r.text()
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"sha256": "not hex"}, "sha256"),
+    ({"label": "fine"}, "label"),
+    ({"proof": None}, "proof"),
+    ({"frames": [{"pdq": "ab" * 32, "phash": "cd" * 8}] * 500}, "frames"),
+])
+async def test_inbox_refuses_malformed_attestations_and_keeps_serving(
+        node: Node, peer: Peer, http: aiohttp.ClientSession, change: dict[str, Any],
+        why: str) -> None:
+    obj: dict[str, Any] = {
+        "@context": ["https://www.w3.org/ns/activitystreams",
+                     {"attestd": "https://attestd.org/ns/v1#"}],
+        "id": f"{peer.base}/attestations/{uuid.uuid4()}", "type": ["Object", "Attestation"],
+        "attributedTo": peer.actor_id, "sha256": "ab" * 32, "label": "csam_suspect",
+        "method": "classifier", "proof": {"type": "DataIntegrityProof"}, **change}
+    act = {"@context": "https://www.w3.org/ns/activitystreams",
+           "id": f"{peer.actor_id}/activities/{uuid.uuid4()}", "type": "Create",
+           "actor": peer.actor_id, "object": obj}
+    body, headers = peer.signed_post(node.inbox, act)
+    async with http.post(node.inbox, data=body, headers=headers) as r:
+        assert r.status == 400
+        text = await r.text()
+        assert "attestation refused" in text and why in text
+    async with node.app[STORE].engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(t.attestations))).scalar_one() == 0
+    async with http.get(f"{node.base}/healthz") as r:
+        assert r.status == 200
