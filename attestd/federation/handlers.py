@@ -95,8 +95,10 @@ class ActivityHandler:
         shared = endpoints.get("sharedInbox") if isinstance(endpoints, Mapping) else None
         if not isinstance(inbox, str):
             return Handled("refused", "the follower's actor has no inbox")
-        netloc = urlsplit(actor).netloc.lower()
-        approved = actor.lower() in self.auto_approve or netloc in self.auto_approve
+        where = urlsplit(actor)
+        # "host" approves every port of that host; "host:port" only that one.
+        approved = (actor.lower() in self.auto_approve or where.netloc.lower() in self.auto_approve
+                    or (where.hostname or "").lower() in self.auto_approve)
         await self.fstore.add_follower(actor, inbox, shared if isinstance(shared, str) else None,
                                        state="accepted" if approved else "pending",
                                        follow_activity=str(act["id"]))

@@ -265,3 +265,29 @@ async def _signed_post(s: aiohttp.ClientSession, fed: Any, url: str,
                            headers={"Content-Type": "application/activity+json"})
     async with s.post(url, data=body, headers=headers) as r:
         return r.status, await r.text()
+
+
+async def test_a_queued_job_is_not_classified_once_a_trusted_peer_decides_it(
+        tmp_path: Path, db_url: str) -> None:
+    from attestd.federation.attestations import Attestation
+
+    node = _node("solo", tmp_path, db_url, workers={"enabled": True})
+    await node.start()
+    try:
+        assert node.app is not None
+        fed, jobs = node.app[FEDERATION], node.app[JOBS]
+        await fed.peers.add("https://a.example/actor", "https://a.example/inbox", None,
+                            "full", "https://solo.example/activities/1")
+        waiting, decided = jpeg(77), jpeg(78)
+        for data in (waiting, decided):
+            await jobs.submit(sha256_hex(data), data, "unknown")
+        att = Attestation(id="https://a.example/attestations/1", issuer="https://a.example/actor",
+                          sha256=sha256_hex(decided), label="ok", method="classifier",
+                          model=None, frames=(), published=utcnow(), expires=None)
+        assert await fed.peers.store_attestation(att, {"id": att.id}) == "stored"
+        claimed = await jobs.claim("gpu", 8, 0)
+        # Only the image nobody trusted has judged reaches the GPU.
+        assert [j.sha256 for j in claimed] == [sha256_hex(waiting)]
+        assert (await jobs.jobs.counts()) == {"done": 1, "leased": 1}
+    finally:
+        await node.stop()
