@@ -428,3 +428,7 @@ from attestd.cli_federation import followers, peers, review  # noqa: E402
 cli.add_command(peers)
 cli.add_command(followers)
 cli.add_command(review)
+
+from attestd.cli_hashes import hashes  # noqa: E402
+
+cli.add_command(hashes)

@@ -40,6 +40,8 @@ def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
                             f"judged {v.label} earlier by {v.method} ({v.source})",
                             hashes=lookup.hashes)
     own_matches = [m for m in matches if not m.entry.source.startswith(ATTESTATION_SOURCE)]
+    if lookup.list_hit is not None:
+        own_matches.insert(0, IndexMatch(lookup.list_hit, "sha256", 0, 0))
     peers = weigh_claims([*lookup.claims, *peer_claims], quorum=quorum,
                          other_bad_evidence=bool(own_matches))
     if peers is not None:
@@ -53,8 +55,9 @@ def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
         m = own_matches[0]
         return CheckOutcome(
             sha256, actions.for_label(m.entry.label), m.entry.label, m.entry.source,
-            f"perceptually matches a known {m.entry.label} image from {m.entry.source} "
-            f"({m.kind} distance {m.distance})",
+            (f"its exact sha256 is on {m.entry.source} as {m.entry.label}" if m.kind == "sha256"
+             else f"perceptually matches a known {m.entry.label} image from {m.entry.source} "
+                  f"({m.kind} distance {m.distance})"),
             hashes=lookup.hashes, detail=_match_detail(m))
     return None
 

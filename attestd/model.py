@@ -70,6 +70,8 @@ class Lookup:
     verdict: Verdict | None
     # Live attestations of this exact sha256 from peers trusted bad_only or full.
     claims: tuple[PeerClaim, ...] = ()
+    # An imported hash list names this exact sha256.
+    list_hit: HashEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)

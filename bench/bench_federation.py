@@ -155,7 +155,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--part", choices=("1", "2", "all"), default="all",
                     help="1: throughput; 2: the simulated federation (several minutes)")
-    ap.add_argument("--sim-span", type=float, default=180.0,
+    ap.add_argument("--sim-variants", choices=("both", "default", "perceptual"), default="both")
+    ap.add_argument("--sim-span", type=float, default=300.0,
                     help="part 2: seconds over which originals are uploaded")
     args = ap.parse_args()
     print(f"machine: {describe()}")
@@ -164,7 +165,7 @@ def main() -> None:
     if args.part in ("2", "all"):
         from bench.federation_sim import main as part2
         print("\npart 2: simulated federation (10 nodes, 1 000 images each)")
-        part2(span_s=args.sim_span)
+        part2(span_s=args.sim_span, variants=args.sim_variants)
 
 
 def part1(args: argparse.Namespace) -> None:

@@ -92,6 +92,7 @@ hash_entries = Table(
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_hash_entries_source", "source"),
+    Index("ix_hash_entries_sha256", "sha256"),
 )
 
 # Every change to hash_entries, in order, so each node process can keep its index in

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -63,7 +64,7 @@ class Store:
         if cached is not None:
             self._lookups.move_to_end(sha256)
             if cached.hashes is None and sha256 in self._hash_cache:
-                cached = Lookup(self._hash_cache[sha256], cached.override, cached.verdict, cached.claims)
+                cached = dataclasses.replace(cached, hashes=self._hash_cache[sha256])
             return cached
         found = await self._query_lookup(sha256)
         _put(self._lookups, sha256, found, self._cache_size)
@@ -85,9 +86,17 @@ class Store:
         img = select(t.images.c.sha256).where(t.images.c.sha256 == sha256).scalar_subquery()
         att = (select(t.attestations.c.id).where(t.attestations.c.sha256 == sha256)
                .limit(1).scalar_subquery())
+        listed = (select(t.hash_entries.c.id).where(and_(
+            t.hash_entries.c.sha256 == sha256, t.hash_entries.c.active.is_(True),
+            t.hash_entries.c.source.like("list:%"))).limit(1).scalar_subquery())
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(ov_id.label("o"), v_id.label("v"),
-                                             img.label("i"), att.label("a")))).one()
+                                             img.label("i"), att.label("a"),
+                                             listed.label("l")))).one()
+            list_hit = None
+            if row.l is not None:
+                list_hit = _entry((await conn.execute(
+                    select(t.hash_entries).where(t.hash_entries.c.id == row.l))).one())
             claims: tuple[PeerClaim, ...] = ()
             if row.a is not None:
                 claims = tuple(await self._claims(conn, t.attestations.c.sha256 == sha256))
@@ -101,7 +110,8 @@ class Store:
             hashes = self._hash_cache.get(sha256)
             if hashes is None and row.i is not None:
                 hashes = await self._load_hashes(conn, sha256)
-        return Lookup(hashes=hashes, override=override, verdict=verdict, claims=claims)
+        return Lookup(hashes=hashes, override=override, verdict=verdict, claims=claims,
+                      list_hit=list_hit)
 
     async def _claims(self, conn: AsyncConnection, where: Any, match: str = "sha256",
                       distances: dict[int, tuple[str, int]] | None = None) -> list[PeerClaim]:
@@ -335,6 +345,71 @@ class Store:
         await conn.execute(update(t.hash_entries).where(t.hash_entries.c.id.in_(ids))
                            .values(active=False))
         await conn.execute(insert(t.hash_events), [{"entry_id": i, "op": "remove"} for i in ids])
+
+    async def import_list(self, source: str, label: str, rows: Iterable[dict[str, Any]],
+                          batch: int = 5000) -> int:
+        """Add a hash list's rows under ``source`` (``list:NAME``) in batches; returns how
+        many. Every node process's index picks them up from the change log."""
+        total = 0
+        chunk: list[dict[str, Any]] = []
+
+        async def flush() -> None:
+            nonlocal total
+            if not chunk:
+                return
+            async with self.writing() as conn:
+                before = (await conn.execute(select(func.max(t.hash_entries.c.id)))).scalar() or 0
+                await conn.execute(insert(t.hash_entries), chunk)
+                await conn.execute(insert(t.hash_events).from_select(
+                    ["entry_id", "op"],
+                    select(t.hash_entries.c.id, literal("add")).where(and_(
+                        t.hash_entries.c.id > before, t.hash_entries.c.source == source))
+                    .order_by(t.hash_entries.c.id)))
+            total += len(chunk)
+            chunk.clear()
+
+        now = utcnow()
+        for row in rows:
+            chunk.append({"pdq": None, "pdq_quality": None, "phash": None, "sha256": None,
+                          **row, "label": row.get("label") or label, "source": source,
+                          "active": True, "created_at": now})
+            if len(chunk) >= batch:
+                await flush()
+        await flush()
+        return total
+
+    async def list_sources(self) -> list[tuple[str, str, int]]:
+        """(source, label, active entries) for every imported list."""
+        e = t.hash_entries
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(e.c.source, e.c.label, func.count())
+                .where(and_(e.c.source.like("list:%"), e.c.active.is_(True)))
+                .group_by(e.c.source, e.c.label).order_by(e.c.source))).all()
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    async def remove_source(self, source: str) -> int:
+        """Deactivate every entry of ``source``; returns how many."""
+        async with self.writing() as conn:
+            n = (await conn.execute(select(func.count()).select_from(t.hash_entries).where(and_(
+                t.hash_entries.c.source == source, t.hash_entries.c.active.is_(True))))).scalar_one()
+            await self._deactivate(conn, source)
+            await self._judgement_changed(conn, "*")
+        self.forget_all()
+        return int(n)
+
+    async def export_entries(self, source: str | None = None) -> AsyncIterator[
+            tuple[str | None, int | None, str | None, str | None, str, str]]:
+        """Active entries (pdq, quality, phash, sha256, label, source), in id order."""
+        e = t.hash_entries
+        q = select(e.c.pdq, e.c.pdq_quality, e.c.phash, e.c.sha256, e.c.label, e.c.source
+                   ).where(e.c.active.is_(True)).order_by(e.c.id)
+        if source:
+            q = q.where(e.c.source == source)
+        async with self.engine.connect() as conn:
+            result = await conn.stream(q)
+            async for r in result:
+                yield (r[0], r[1], r[2], r[3], r[4], r[5])
 
     async def load_active_entries(self) -> tuple[list[HashEntry], int]:
         """Every active entry and the newest event id (where to follow from)."""

@@ -1,0 +1,140 @@
+"""The ``hashes`` commands: import, export, list and remove hash lists."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from attestd.cli import EXIT_REJECTED, _actor, _config, _run
+from attestd.hash_lists import CSV_HEADER, HashListError, ParseReport, parse
+from attestd.model import LABELS, AuditEntry
+from attestd.services import open_services
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_LIST_BYTES = 2 * 1024 * 1024 * 1024
+
+
+@click.group()
+def hashes() -> None:
+    """Hash lists (CSV, ThreatExchange/HMA signal files) that mark matching images."""
+
+
+def _source(name: str) -> str:
+    if not _NAME.match(name):
+        raise click.BadParameter("use 1-64 letters, digits, '.', '_' or '-'", param_hint="--source")
+    return f"list:{name}"
+
+
+@hashes.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--label", type=click.Choice([x for x in LABELS if x not in ("ok", "unreadable")]),
+              required=True, help="What a match means (a CSV 'label' column overrides it).")
+@click.option("--source", "name", required=True, help="A name for the list, e.g. ncmec.")
+def hashes_import(file: Path, label: str, name: str) -> None:
+    """Import FILE: a CSV whose header names any of pdq, sha256, phash, or a
+    ThreatExchange/HMA signal file ("pdq HEX" per line). Nothing is imported if any line
+    is malformed."""
+    source = _source(name)
+    if file.stat().st_size > MAX_LIST_BYTES:
+        raise click.ClickException(f"{file} is over {MAX_LIST_BYTES} bytes")
+    try:
+        text = file.read_text("utf-8-sig")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text") from None
+    report = ParseReport({})
+    try:
+        # Parsed whole before any write: a bad line leaves the database unchanged.
+        rows = [dict(pdq=h.pdq, pdq_quality=h.pdq_quality, phash=h.phash, sha256=h.sha256,
+                     label=h.label if h.label in LABELS and h.label != "ok" else None)
+                for h in parse(text, report)]
+    except HashListError as exc:
+        raise click.ClickException(f"{file}: {exc}; nothing was imported") from None
+    if not rows:
+        raise click.ClickException(f"{file} holds no image hashes; nothing was imported")
+    cfg = _config()
+
+    async def go() -> int:
+        async with open_services(cfg, follow_index=False) as svc:
+            n = await svc.store.import_list(source, label, rows)
+            await svc.store.write_audit([AuditEntry(
+                actor=_actor(), action="hashes_import", label=label, source=source,
+                detail={"file": str(file), "entries": n, "skipped": report.skipped})])
+            return n
+
+    n = _run(go)
+    skipped = ", ".join(f"{k}: {v}" for k, v in report.skipped.items())
+    click.echo(f"imported {n} hashes into {source} as {label}"
+               + (f" (skipped non-image signals: {skipped})" if skipped else ""))
+
+
+@hashes.command("list-sources")
+def hashes_list_sources() -> None:
+    """Imported lists and how many active hashes each holds."""
+    cfg = _config()
+
+    async def go() -> list[tuple[str, str, int]]:
+        async with open_services(cfg, follow_index=False) as svc:
+            return await svc.store.list_sources()
+
+    rows = _run(go)
+    for source, label, n in rows:
+        click.echo(f"{source.removeprefix('list:')}  {label}  {n}")
+    if not rows:
+        click.echo("no hash lists imported")
+
+
+@hashes.command("remove")
+@click.option("--source", "name", required=True)
+def hashes_remove(name: str) -> None:
+    """Stop using the list NAME (its hashes stop matching at once)."""
+    source = _source(name)
+    cfg = _config()
+
+    async def go() -> int:
+        async with open_services(cfg, follow_index=False) as svc:
+            n = await svc.store.remove_source(source)
+            if n:
+                await svc.store.write_audit([AuditEntry(
+                    actor=_actor(), action="hashes_remove", source=source,
+                    detail={"entries": n})])
+            return n
+
+    n = _run(go)
+    if not n:
+        click.echo(f"no active list named {name}", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"removed {n} hashes of {source}")
+
+
+@hashes.command("export")
+@click.option("--source", "name", help="Only this list (default: every active hash, "
+              "including blocks and own bad verdicts).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here instead of standard output.")
+def hashes_export(name: str | None, output: Path | None) -> None:
+    """Export active hashes as CSV (pdq, pdq_quality, phash, sha256, label, source)."""
+    source = _source(name) if name else None
+    cfg = _config()
+
+    async def go() -> int:
+        n = 0
+        out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(CSV_HEADER)
+            async with open_services(cfg, follow_index=False) as svc:
+                async for row in svc.store.export_entries(source):
+                    writer.writerow(["" if v is None else v for v in row])
+                    n += 1
+        finally:
+            if output:
+                out.close()
+        return n
+
+    n = _run(go)
+    if output:
+        click.echo(f"exported {n} hashes to {output}")
