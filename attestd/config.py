@@ -86,6 +86,8 @@ class ScannerConfig(_Section):
     workers: int = Field(0, ge=0, le=256)
     max_pixels: int = Field(100_000_000, ge=1)
     max_frames: int = Field(16, ge=1, le=1000)
+    max_total_frames: int = Field(5000, ge=1)
+    max_metadata_bytes: int = Field(1024 * 1024, ge=0)
     decode_timeout_s: float = Field(10.0, gt=0)
     worker_memory_mib: int = Field(2048, ge=128)
 

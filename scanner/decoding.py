@@ -5,7 +5,9 @@ Everything here is synchronous and CPU-bound; :mod:`scanner.pool` isolates it.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -18,6 +20,10 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from scanner.errors import UnreadableImage
 from scanner.hashes import FrameHashes, ImageHashes, sha256_hex
 from scanner.video import looks_like_video, sample_video
+
+# JPEG XL: Pillow has no decoder of its own; the plugin registers one on import.
+with contextlib.suppress(ImportError):
+    import pillow_jxl  # noqa: F401
 
 # We enforce our own pixel limit (below) with a clear message; Pillow's own check
 # would only warn up to twice its limit.
@@ -47,7 +53,20 @@ class DecodeLimits:
 
     max_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 100_000_000
-    max_frames: int = 16
+    max_frames: int = 16  # sampled and hashed
+    # An animation with more frames than this is refused: counting and seeking frames
+    # costs time for each one, and no real upload needs thousands.
+    max_total_frames: int = 5000
+    # Embedded metadata (EXIF, ICC, XMP, comments) beyond this is refused: hashing never
+    # needs it, and oversized blocks are a hiding place and a parser attack surface.
+    max_metadata_bytes: int = 1024 * 1024
+
+
+# A second file hidden in an image (a "polyglot"): an archive or PDF after the picture,
+# or markup a browser would run. Hashing the picture would miss what rides along.
+_EMBEDDED_MARKUP = re.compile(rb"<(?:script|html|svg|iframe|object|embed)[\s>/]", re.IGNORECASE)
+_ZIP_END = b"PK\x05\x06"
+_TRAILER_SLACK = 64
 
 
 def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
@@ -86,6 +105,31 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
         raise UnreadableImage("corrupt", f"the image is corrupt or truncated: {exc}") from None
 
 
+def _refuse_polyglot(data: bytes, fmt: str) -> None:
+    """Raise UnreadableImage("polyglot") if ``data`` hides a second file."""
+    why = None
+    if data.rfind(_ZIP_END, max(0, len(data) - 65_557)) >= 0:
+        why = "a ZIP archive"
+    elif b"%PDF-" in data:
+        why = "a PDF document"
+    elif _EMBEDDED_MARKUP.search(data):
+        why = "HTML or script markup"
+    else:
+        end = {"PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}.get(fmt)
+        if fmt == "PNG" and end is not None:
+            at = data.rfind(end)
+            if at >= 0 and len(data) - (at + len(end)) > _TRAILER_SLACK:
+                why = f"{len(data) - at - len(end)} bytes after the end of the PNG"
+        elif fmt in ("JPEG", "MPO"):
+            at = data.rfind(b"\xff\xd9")
+            tail = data[at + 2:] if at >= 0 else b""
+            if len(tail.rstrip(b"\x00")) > _TRAILER_SLACK:
+                why = f"{len(tail)} bytes after the end of the JPEG"
+    if why is not None:
+        raise UnreadableImage("polyglot", f"the file hides {why} alongside the image; "
+                              "it is refused rather than hashed as a picture")
+
+
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
     w, h = size
     scale = side / max(w, h)
@@ -114,7 +158,17 @@ def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
                 f"the image is {width}x{height} = {width * height} pixels, over the limit of "
                 f"{limits.max_pixels} (scanner.max_pixels)",
             )
+        _refuse_polyglot(data, fmt)
+        metadata = sum(len(v) for v in im.info.values() if isinstance(v, (bytes, str)))
+        if metadata > limits.max_metadata_bytes:
+            raise UnreadableImage(
+                "too_large", f"the image carries {metadata} bytes of metadata (EXIF, ICC, "
+                f"comments), over the limit of {limits.max_metadata_bytes}")
         frame_count = _frame_count(im)
+        if frame_count > limits.max_total_frames:
+            raise UnreadableImage(
+                "too_large", f"the animation has {frame_count} frames, over the limit of "
+                f"{limits.max_total_frames}")
         frames = tuple(
             _hash_frame(im, index, fmt) for index in sample_frames(frame_count, limits.max_frames)
         )

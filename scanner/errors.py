@@ -11,10 +11,12 @@ class UnreadableImage(ScannerError):
     """The bytes could not be turned into hashes.
 
     ``kind`` says whose problem it is, so callers can map it to a status:
-    ``empty``, ``corrupt``, ``unsupported``, ``too_large``, ``timeout``, ``crashed``.
+    ``empty``, ``corrupt``, ``unsupported``, ``too_large``, ``timeout``, ``crashed``,
+    ``polyglot`` (a second file hidden in the image).
     """
 
-    KINDS = frozenset({"empty", "corrupt", "unsupported", "too_large", "timeout", "crashed"})
+    KINDS = frozenset({"empty", "corrupt", "unsupported", "too_large", "timeout", "crashed",
+                       "polyglot"})
 
     def __init__(self, kind: str, reason: str) -> None:
         if kind not in self.KINDS:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import random
 import struct
 import zlib
 
 from PIL import Image, ImageDraw, ImageFilter
+from PIL.PngImagePlugin import PngInfo
 
 
 def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -83,3 +86,86 @@ def video(seed: int, fmt: str = "mp4", frames: int = 30, size: tuple[int, int] =
         for packet in stream.encode():
             out.mux(packet)
     return buf.getvalue()
+
+
+def animation(fmt: str, seed: int = 3, frames: int = 6) -> bytes:
+    """An animated GIF, WebP or APNG (fmt "PNG") of moving shapes."""
+    imgs = [scene(seed + i, (160, 120)) for i in range(frames)]
+    buf = io.BytesIO()
+    imgs[0].save(buf, fmt, save_all=True, append_images=imgs[1:], duration=80, loop=0)
+    return buf.getvalue()
+
+
+def gif_with_frames(n: int) -> bytes:
+    """A GIF with ``n`` tiny frames (an animation-count attack)."""
+    frames = []
+    for i in range(n):
+        # Each frame differs (Pillow merges identical consecutive frames).
+        f = Image.new("L", (8, 8), 0)
+        f.putdata([255 if (i >> b) & 1 else 0 for b in range(14)] + [0] * 50)
+        frames.append(f)
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=10)
+    return buf.getvalue()
+
+
+@functools.cache
+def hostile_corpus() -> dict[str, bytes]:
+    """Files that must end unreadable, each with a reason (issue 3's hostile corpus)."""
+    import zipfile
+
+    good = jpeg(40, (320, 240))
+    png = encode(scene(41, (320, 240)), "PNG")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("hidden.txt", "payload " * 100)
+    info = PngInfo()
+    info.add_text("comment", "x" * 2_000_000)
+    huge_text = io.BytesIO()
+    scene(42, (160, 120)).save(huge_text, "PNG", pnginfo=info)
+    huge_icc = io.BytesIO()
+    scene(43, (160, 120)).save(huge_icc, "JPEG", icc_profile=b"\0" * (3 * 1024 * 1024))
+    flipped = bytearray(good)
+    for i in range(200, len(flipped), 97):
+        flipped[i] ^= 0xFF
+    return {
+        "empty": b"",
+        "truncated": good[: len(good) // 3],
+        "bit-flipped": bytes(flipped),
+        "png bomb": png_bomb(),
+        "gif bomb": gif_bomb(),
+        "10 000-frame gif": gif_with_frames(10_000),
+        "jpeg + zip": good + archive.getvalue(),
+        "png + zip": png + archive.getvalue(),
+        "jpeg + pdf": good + b"%PDF-1.7\n1 0 obj<<>>endobj\n%%EOF\n",
+        "jpeg with html": good[:20] + b"<script>alert(1)</script>" + good[20:],
+        "png + trailing data": png + os.urandom(4096),
+        "huge text chunk": huge_text.getvalue(),
+        "huge icc profile": huge_icc.getvalue(),
+        "broken video": broken_video(),
+        "svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+    }
+
+
+def gif_bomb(side: int = 40_000) -> bytes:
+    """A GIF whose header claims a huge logical screen."""
+    small = io.BytesIO()
+    Image.new("P", (4, 4)).save(small, "GIF")
+    data = bytearray(small.getvalue())
+    data[6:10] = struct.pack("<HH", side, side)
+    # The image descriptor's size too, so the frame itself is huge.
+    at = data.index(b"\x2c")
+    data[at + 5:at + 9] = struct.pack("<HH", side, side)
+    return bytes(data)
+
+
+def broken_video() -> bytes:
+    data = bytearray(video(44, "mp4"))
+    mid = len(data) // 2
+    data[mid:mid + 2048] = os.urandom(2048)
+    return bytes(data[: int(len(data) * 0.7)])
+
+
+HOSTILE = ("empty", "truncated", "bit-flipped", "png bomb", "gif bomb", "10 000-frame gif",
+           "jpeg + zip", "png + zip", "jpeg + pdf", "jpeg with html", "png + trailing data",
+           "huge text chunk", "huge icc profile", "broken video", "svg")

@@ -20,7 +20,7 @@ from attestd.model import CheckOutcome
 
 # Status for an unreadable image the policy rejects, by what was wrong with it.
 _UNREADABLE_STATUS = {"empty": 400, "corrupt": 400, "unsupported": 415, "too_large": 413,
-                      "timeout": 422, "crashed": 422}
+                      "timeout": 422, "crashed": 422, "polyglot": 415}
 
 IP_CALLER = "IPADDR"
 

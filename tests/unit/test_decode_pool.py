@@ -45,3 +45,35 @@ async def test_crash_hang_and_memory_hog_are_contained(pool: DecodePool) -> None
     # The pool replaced its workers and keeps working.
     for seed in range(4):
         assert (await pool.hash(jpeg(seed))).frames
+
+
+async def test_hostile_corpus_through_the_pool_keeps_memory_bounded() -> None:
+    import psutil
+
+    from tests.images import HOSTILE, hostile_corpus
+
+    corpus = hostile_corpus()
+    limit = 512 * 1024**2
+    real = DecodePool(DecodeLimits(), workers=2, timeout_s=10, memory_limit_bytes=limit)
+    me = psutil.Process()
+    try:
+        assert (await real.hash(jpeg(2))).frames
+        before = me.memory_info().rss
+        peak_worker = 0
+        for _ in range(2):
+            for name in HOSTILE:
+                with pytest.raises(UnreadableImage) as err:
+                    await real.hash(corpus[name])
+                assert err.value.reason, name
+                for child in me.children(recursive=True):
+                    try:
+                        peak_worker = max(peak_worker, child.memory_info().rss)
+                    except psutil.NoSuchProcess:
+                        pass
+        grown = me.memory_info().rss - before
+        # The node's own process does no decoding: it only passes bytes along.
+        assert grown < 64 * 1024**2, f"the node grew by {grown / 1024**2:.0f} MiB"
+        assert peak_worker < limit, f"a decoder reached {peak_worker / 1024**2:.0f} MiB"
+        assert (await real.hash(jpeg(3))).frames  # the pool still works
+    finally:
+        real.close()

@@ -8,7 +8,17 @@ import pytest
 from PIL import Image
 
 from scanner import DecodeLimits, UnreadableImage, hamming_hex, hash_image_bytes, sample_frames
-from tests.images import animated_gif, encode, jpeg, png_bomb, reencoded, scene
+from tests.images import (
+    HOSTILE,
+    animated_gif,
+    animation,
+    encode,
+    hostile_corpus,
+    jpeg,
+    png_bomb,
+    reencoded,
+    scene,
+)
 
 LIMITS = DecodeLimits()
 
@@ -122,3 +132,26 @@ def test_broken_video_streams_are_unreadable() -> None:
         with pytest.raises(UnreadableImage) as err:
             hash_image_bytes(broken, LIMITS)
         assert err.value.kind == "corrupt" and err.value.reason
+
+
+@pytest.mark.parametrize("fmt,mime", [("GIF", "image/gif"), ("WEBP", "image/webp"),
+                                      ("PNG", "image/png")])
+def test_each_animated_format_samples_frames(fmt: str, mime: str) -> None:
+    h = hash_image_bytes(animation(fmt), LIMITS)
+    assert h.media_type == mime and h.frame_count == 6 and len(h.frames) == 6
+    assert len({f.pdq for f in h.frames}) > 1
+
+
+def test_jpeg_xl_through_its_plugin() -> None:
+    pic = scene(9)
+    a, b = hash_image_bytes(encode(pic, "JXL"), LIMITS), hash_image_bytes(encode(pic, "PNG"), LIMITS)
+    assert a.media_type == "image/jxl"
+    assert hamming_hex(a.first.pdq, b.first.pdq) <= 16
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_corpus_is_unreadable_with_a_reason(name: str) -> None:
+    data = hostile_corpus()[name]
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(data, LIMITS)
+    assert len(err.value.reason) > 20, err.value.reason
