@@ -66,6 +66,7 @@ class DecodeLimits:
 # or markup a browser would run. Hashing the picture would miss what rides along.
 _EMBEDDED_MARKUP = re.compile(rb"<(?:script|html|svg|iframe|object|embed)[\s>/]", re.IGNORECASE)
 _ZIP_END = b"PK\x05\x06"
+_PDF = re.compile(rb"%PDF-[12]\.[0-9]")
 _TRAILER_SLACK = 64
 
 
@@ -108,9 +109,9 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
 def _refuse_polyglot(data: bytes, fmt: str) -> None:
     """Raise UnreadableImage("polyglot") if ``data`` hides a second file."""
     why = None
-    if data.rfind(_ZIP_END, max(0, len(data) - 65_557)) >= 0:
+    if _zip_at_end(data):
         why = "a ZIP archive"
-    elif b"%PDF-" in data:
+    elif _PDF.search(data):
         why = "a PDF document"
     elif _EMBEDDED_MARKUP.search(data):
         why = "HTML or script markup"
@@ -128,6 +129,23 @@ def _refuse_polyglot(data: bytes, fmt: str) -> None:
     if why is not None:
         raise UnreadableImage("polyglot", f"the file hides {why} alongside the image; "
                               "it is refused rather than hashed as a picture")
+
+
+def _zip_at_end(data: bytes) -> bool:
+    """True if the bytes end with a ZIP end-of-central-directory record.
+
+    The record's comment length must reach exactly to the end of the file, so four
+    signature bytes turning up by chance in compressed pixels do not count.
+    """
+    start = max(0, len(data) - 65_557)
+    at = data.rfind(_ZIP_END, start)
+    while at >= 0:
+        if at + 22 <= len(data):
+            (comment_len,) = struct.unpack_from("<H", data, at + 20)
+            if at + 22 + comment_len == len(data):
+                return True
+        at = data.rfind(_ZIP_END, start, at)
+    return False
 
 
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:

@@ -155,3 +155,14 @@ def test_hostile_corpus_is_unreadable_with_a_reason(name: str) -> None:
     with pytest.raises(UnreadableImage) as err:
         hash_image_bytes(data, LIMITS)
     assert len(err.value.reason) > 20, err.value.reason
+
+
+def test_chance_signature_bytes_are_not_polyglots() -> None:
+    # A ZIP signature or "%PDF" inside pixel data, not a file riding along.
+    good = bytearray(jpeg(45, (320, 240)))
+    good[len(good) // 2:len(good) // 2 + 4] = b"PK\x05\x06"
+    good[len(good) // 3:len(good) // 3 + 5] = b"%PDF-"
+    try:
+        hash_image_bytes(bytes(good), LIMITS)
+    except UnreadableImage as exc:
+        assert exc.kind != "polyglot", exc.reason
