@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from attestd.cli import cli
-from scanner import hash_image_bytes, sha256_hex
+from scanner import DecodeLimits, hash_image_bytes, sha256_hex
 from tests.conftest import make_config_env
 from tests.images import jpeg, reencoded
 
@@ -26,7 +26,7 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 def test_import_check_export_remove(env: dict[str, str], tmp_path: Path) -> None:
     listed, exact = jpeg(31), jpeg(32)
-    frame = hash_image_bytes(listed).first
+    frame = hash_image_bytes(listed, DecodeLimits()).first
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(f"pdq,phash,sha256\n{frame.pdq},{frame.phash},\n,,{sha256_hex(exact)}\n")
     code, out = run(env, "hashes", "import", str(csv_file), "--label", "csam_suspect",
