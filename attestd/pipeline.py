@@ -110,8 +110,7 @@ class CheckPipeline:
 
     async def _hash_and_keep(self, data: bytes) -> ImageHashes:
         hashes = await self.hasher(data)
-        self.store.remember(hashes)
-        self.writes.image(hashes)
+        self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes
 
     async def _unknown(self, sha: str, data: bytes, hashes: ImageHashes | None,

@@ -140,6 +140,22 @@ def make_config_env(tmp_path: Path, db_url: str, **sections: dict[str, Any]
     return cfg, {"ATTESTD_CONFIG": str(path), **env}
 
 
+def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run an ``attestd`` command in-process with ``env``; (exit code, output)."""
+    from click.testing import CliRunner
+
+    from attestd.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), env=env)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, db_url: str) -> dict[str, str]:
+    """The environment of a node on each database backend, for ``run_cli``."""
+    return make_config_env(tmp_path, db_url)[1]
+
+
 def _toml(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -59,8 +59,7 @@ class ActivityHandler:
         outbox it came from)."""
         kinds = types_of(act)
         obj = act.get("object")
-        if await self.peers.get(actor) is not None:
-            await self.peers.seen(actor)
+        await self.peers.seen(actor)
         if "Follow" in kinds:
             return await self._follow(actor, act)
         if "Accept" in kinds or "Reject" in kinds:
@@ -146,7 +145,7 @@ class ActivityHandler:
         if replace and actor != att.issuer:
             return self._done("refused", "only the issuer may update its attestation", actor,
                               "attestation_refused", sha256=att.sha256)
-        result = await self.peers.store_attestation(att, obj, replace=replace)
+        result = await self.peers.store_attestation(att, obj, replace=replace, peer=peer)
         if self.on_attestation is not None:
             await self.on_attestation(att.sha256)
         note = "" if peer.trust != "none" else " (peer trusted none: it decides nothing)"

@@ -114,6 +114,7 @@ class PeerStore:
         return peer
 
     async def seen(self, actor: str) -> None:
+        """Note contact from ``actor`` (nothing happens if it is not a peer)."""
         async with self.store.writing() as conn:
             await conn.execute(update(t.peers).where(t.peers.c.actor == actor)
                                .values(last_seen_at=utcnow()))
@@ -128,13 +129,15 @@ class PeerStore:
     # -- attestations -------------------------------------------------------------------
 
     async def store_attestation(self, att: Attestation, body: dict[str, Any], *,
-                                replace: bool = False) -> Stored:
+                                replace: bool = False, peer: Peer | None = None) -> Stored:
         """Keep a verified attestation from a peer and index its hashes as its trust allows.
 
         A Create of an id already kept changes nothing; ``replace`` (an Update) rewrites it.
-        An id retracted earlier stays retracted.
+        An id retracted earlier stays retracted. ``peer`` is the issuer's row, if the
+        caller already read it.
         """
-        peer = await self.get(att.issuer)
+        if peer is None or peer.actor != att.issuer:
+            peer = await self.get(att.issuer)
         trust: Trust = peer.trust if peer is not None else "none"
         perceptual_ok = peer.perceptual_ok if peer is not None else False
         a = t.attestations

@@ -16,7 +16,6 @@ from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
 from attestd.metrics import Metrics
 from attestd.model import Verdict
-from attestd.review import ReviewQueue
 from attestd.services import open_services
 from scanner import ImageHashes
 
@@ -57,11 +56,11 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
 async def _federation(app: web.Application) -> AsyncIterator[None]:
     async with open_federation(app[CONFIG], app[STORE], app[PIPELINE].writes) as fed:
         app[FEDERATION] = fed
-        review = ReviewQueue(app[STORE])
+        review = app[PIPELINE].review
 
         async def on_verdict(verdict: Verdict, hashes: ImageHashes | None,
                              detail: dict[str, Any]) -> None:
-            if verdict.label in FLAGGED_LABELS:
+            if verdict.label in FLAGGED_LABELS and review is not None:
                 await review.add(verdict.sha256, "flagged",
                                  f"classified {verdict.label} by {verdict.source}")
             await fed.publisher.publish_verdict(verdict, hashes, detail)

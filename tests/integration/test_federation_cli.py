@@ -5,21 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from attestd.cli import cli
-from tests.conftest import make_config_env
+from tests.conftest import run_cli
 from tests.images import jpeg
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str) -> dict[str, str]:
-    return make_config_env(tmp_path, db_url)[1]
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
-    return result.exit_code, result.output
 
 
 @pytest.mark.parametrize("args", [
@@ -36,24 +24,24 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str]:
     ("review", "mark", "--label", "ok"),
     ("review", "clear", "--sha256", "ab" * 32),
 ])
-def test_bad_input_is_refused_with_a_reason(env: dict[str, str], args: tuple[str, ...]) -> None:
-    code, out = run(env, *args)
+def test_bad_input_is_refused_with_a_reason(cli_env: dict[str, str], args: tuple[str, ...]) -> None:
+    code, out = run_cli(cli_env, *args)
     assert code != 0
     assert out.strip(), "the command must say what was wrong"
     assert "Traceback" not in out
     # Nothing was recorded.
-    assert "no peers" in run(env, "peers", "list")[1]
+    assert "no peers" in run_cli(cli_env, "peers", "list")[1]
 
 
-def test_review_mark_list_and_clear(env: dict[str, str], tmp_path: Path) -> None:
+def test_review_mark_list_and_clear(cli_env: dict[str, str], tmp_path: Path) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(jpeg(5))
-    code, out = run(env, "review", "mark", str(photo), "--label", "csam_suspect")
+    code, out = run_cli(cli_env, "review", "mark", str(photo), "--label", "csam_suspect")
     assert code == 0 and "human review, 1 frame(s)" in out and "/attestations/" in out
-    code, out = run(env, "check", str(photo))
+    code, out = run_cli(cli_env, "check", str(photo))
     assert code == 1 and "csam_suspect" in out
-    code, out = run(env, "review", "clear", str(photo))
+    code, out = run_cli(cli_env, "review", "clear", str(photo))
     assert code == 0 and "retracted 1 verdict(s) and 1 attestation(s)" in out
-    code, out = run(env, "check", str(photo))
+    code, out = run_cli(cli_env, "check", str(photo))
     assert "policy:on_unknown" in out
-    assert "the review queue is empty" in run(env, "review", "list")[1]
+    assert "the review queue is empty" in run_cli(cli_env, "review", "list")[1]

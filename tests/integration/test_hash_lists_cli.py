@@ -6,49 +6,37 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from attestd.cli import cli
 from scanner import DecodeLimits, hash_image_bytes, sha256_hex
-from tests.conftest import make_config_env
+from tests.conftest import run_cli
 from tests.images import jpeg, reencoded
 
 
-@pytest.fixture
-def env(tmp_path: Path, db_url: str) -> dict[str, str]:
-    return make_config_env(tmp_path, db_url)[1]
-
-
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
-    return result.exit_code, result.output
-
-
-def test_import_check_export_remove(env: dict[str, str], tmp_path: Path) -> None:
+def test_import_check_export_remove(cli_env: dict[str, str], tmp_path: Path) -> None:
     listed, exact = jpeg(31), jpeg(32)
     frame = hash_image_bytes(listed, DecodeLimits()).first
     csv_file = tmp_path / "list.csv"
     csv_file.write_text(f"pdq,phash,sha256\n{frame.pdq},{frame.phash},\n,,{sha256_hex(exact)}\n")
-    code, out = run(env, "hashes", "import", str(csv_file), "--label", "csam_suspect",
+    code, out = run_cli(cli_env, "hashes", "import", str(csv_file), "--label", "csam_suspect",
                     "--source", "partner")
     assert code == 0 and "imported 2 hashes into list:partner" in out
-    assert "partner  csam_suspect  2" in run(env, "hashes", "list-sources")[1]
+    assert "partner  csam_suspect  2" in run_cli(cli_env, "hashes", "list-sources")[1]
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(reencoded(listed))
     same = tmp_path / "exact.jpg"
     same.write_bytes(exact)
-    code, out = run(env, "check", "--json", str(copy), str(same))
+    code, out = run_cli(cli_env, "check", "--json", str(copy), str(same))
     assert code == 1 and out.count('"source": "list:partner"') == 2, out
     exported = tmp_path / "out.csv"
-    code, out = run(env, "hashes", "export", "--source", "partner", "-o", str(exported))
+    code, out = run_cli(cli_env, "hashes", "export", "--source", "partner", "-o", str(exported))
     assert code == 0 and "exported 2" in out
     assert exported.read_text().splitlines()[0] == "pdq,pdq_quality,phash,sha256,label,source"
-    code, out = run(env, "hashes", "remove", "--source", "partner")
+    code, out = run_cli(cli_env, "hashes", "remove", "--source", "partner")
     assert code == 0 and "removed 2" in out
-    code, out = run(env, "check", "--json", str(copy), str(same))
+    code, out = run_cli(cli_env, "check", "--json", str(copy), str(same))
     assert "list:partner" not in out
     # What was exported imports again.
-    code, out = run(env, "hashes", "import", str(exported), "--label", "nsfw", "--source", "again")
+    code, out = run_cli(cli_env, "hashes", "import", str(exported), "--label", "nsfw", "--source", "again")
     assert code == 0 and "imported 2" in out
 
 
@@ -56,18 +44,18 @@ def test_import_check_export_remove(env: dict[str, str], tmp_path: Path) -> None
     b"", b"\xff\xfe\x00garbage", b"pdq\nnot-a-hash\n", b"url https://x.example\n",
     b"pdq " + b"f" * 64 + b"\npdq broken\n",
 ])
-def test_a_bad_file_imports_nothing(env: dict[str, str], tmp_path: Path, content: bytes) -> None:
+def test_a_bad_file_imports_nothing(cli_env: dict[str, str], tmp_path: Path, content: bytes) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(content)
-    code, out = run(env, "hashes", "import", str(bad), "--label", "nsfw", "--source", "bad")
+    code, out = run_cli(cli_env, "hashes", "import", str(bad), "--label", "nsfw", "--source", "bad")
     assert code != 0 and "nothing was imported" in out or "not UTF-8" in out, out
     assert "Traceback" not in out
-    assert "no hash lists imported" in run(env, "hashes", "list-sources")[1]
+    assert "no hash lists imported" in run_cli(cli_env, "hashes", "list-sources")[1]
 
 
-def test_bad_names_and_labels(env: dict[str, str], tmp_path: Path) -> None:
+def test_bad_names_and_labels(cli_env: dict[str, str], tmp_path: Path) -> None:
     f = tmp_path / "l.csv"
     f.write_text("pdq\n" + "f" * 64 + "\n")
-    assert run(env, "hashes", "import", str(f), "--label", "nsfw", "--source", "../x")[0] == 2
-    assert run(env, "hashes", "import", str(f), "--label", "ok", "--source", "x")[0] == 2
-    assert run(env, "hashes", "remove", "--source", "missing")[0] == 1
+    assert run_cli(cli_env, "hashes", "import", str(f), "--label", "nsfw", "--source", "../x")[0] == 2
+    assert run_cli(cli_env, "hashes", "import", str(f), "--label", "ok", "--source", "x")[0] == 2
+    assert run_cli(cli_env, "hashes", "remove", "--source", "missing")[0] == 1
