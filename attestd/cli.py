@@ -432,3 +432,7 @@ cli.add_command(review)
 from attestd.cli_hashes import hashes  # noqa: E402
 
 cli.add_command(hashes)
+
+from attestd.cli_sweep import sweep  # noqa: E402
+
+cli.add_command(sweep)

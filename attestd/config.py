@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from attestd.errors import ConfigError
 
@@ -156,6 +156,47 @@ class FederationConfig(_Section):
     backfill_interval_s: float = Field(300.0, ge=5)
 
 
+class SweepPictrsConfig(_Section):
+    url: str = "http://127.0.0.1:8080"
+    api_token: SecretStr = SecretStr("")
+    page_size: int = Field(100, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class SweepS3Config(_Section):
+    endpoint_url: str = ""
+    bucket: str = ""
+    prefix: str = ""
+    access_key_id: str = ""
+    secret_access_key: SecretStr = SecretStr("")
+    region: str = "us-east-1"
+
+
+class SweepFsConfig(_Section):
+    path: str = ""
+
+
+class SweepConfig(_Section):
+    enabled: bool = False
+    source: Literal["pictrs", "s3", "fs"] = "fs"
+    interval_s: float = Field(60.0, ge=1)
+    action: Literal["delete", "quarantine", "flag"] = "flag"
+    quarantine: str = ""
+    layout: Literal["auto", "time_ordered", "unordered"] = "auto"
+    overlap_s: float = Field(600.0, ge=0)
+    unordered_pages_per_loop: int = Field(10, ge=1)
+    concurrency: int = Field(8, ge=1, le=256)
+    pictrs: SweepPictrsConfig = SweepPictrsConfig()
+    s3: SweepS3Config = SweepS3Config()
+    fs: SweepFsConfig = SweepFsConfig()
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -171,6 +212,7 @@ class Config(_Section):
     workers: WorkersConfig = WorkersConfig()
     policy: PolicyConfig = PolicyConfig()
     federation: FederationConfig = FederationConfig()
+    sweep: SweepConfig = SweepConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # Where the file was read from; relative paths were resolved against its folder.

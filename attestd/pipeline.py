@@ -14,7 +14,7 @@ from attestd.db.store import Store
 from attestd.decisions import ATTESTATION_SOURCE, decide_known, decide_unknown
 from attestd.jobs.queue import JobQueue
 from attestd.metrics import Metrics
-from attestd.model import AuditEntry, CheckOutcome
+from attestd.model import AuditEntry, CheckOutcome, Lookup
 from attestd.review import ReviewQueue
 from attestd.write_behind import WriteBehind
 from scanner import ImageHashes, UnreadableImage, sha256_hex
@@ -44,8 +44,12 @@ class CheckPipeline:
         # a check waits for the verdict within its deadline (one path for both).
         self.classify_unknown = classify_unknown
 
-    async def check(self, data: bytes, *, actor: str) -> CheckOutcome:
-        """Check ``data`` for ``actor`` (a pict-rs caller, the CLI, a sweep)."""
+    async def check(self, data: bytes, *, actor: str, audit: bool = True) -> CheckOutcome:
+        """Check ``data`` for ``actor`` (a pict-rs caller, the CLI, a sweep).
+
+        ``audit=False`` is for callers that write the audit entry themselves, in the same
+        transaction as their own record of the check (sweeps).
+        """
         started = time.perf_counter()
         sha = sha256_hex(data)
         try:
@@ -54,15 +58,38 @@ class CheckPipeline:
         except TimeoutError:
             why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
             outcome = await self._unknown(sha, data, None, why)
-        self.writes.audit(AuditEntry(
-            actor=actor, action="check", sha256=sha, decision=outcome.decision,
-            label=outcome.label, source=outcome.source, reason=outcome.reason,
-            detail=outcome.detail or None))
+        if audit:
+            self.writes.audit(AuditEntry(
+                actor=actor, action="check", sha256=sha, decision=outcome.decision,
+                label=outcome.label, source=outcome.source, reason=outcome.reason,
+                detail=outcome.detail or None))
+        self._count(outcome, started)
+        return outcome
+
+    async def decide_stored(self, sha: str) -> CheckOutcome | None:
+        """Decide an image from what is stored about its sha256, without its bytes.
+
+        None when the bytes are needed: the image was never hashed here, or nobody has
+        judged it and a classifier could. Not audited (the caller records the check).
+        """
+        started = time.perf_counter()
+        lookup = await self.store.lookup(sha)
+        if lookup.hashes is None and lookup.override is None:
+            return None
+        outcome = await self._decide_known(sha, lookup)
+        if outcome is None:
+            if self.classify_unknown:
+                return None
+            outcome = decide_unknown(sha, self.policy, "nobody has judged this image and no "
+                                     "classifier is enabled", lookup.hashes)
+        self._count(outcome, started)
+        return outcome
+
+    def _count(self, outcome: CheckOutcome, started: float) -> None:
         if self.metrics is not None:
             self.metrics.checks.labels(outcome.decision, outcome.label or "unknown",
                                        outcome.source.split(":", 1)[0]).inc()
             self.metrics.check_seconds.observe(time.perf_counter() - started)
-        return outcome
 
     async def _decide(self, sha: str, data: bytes) -> CheckOutcome:
         lookup = await self.store.lookup(sha)
@@ -78,6 +105,26 @@ class CheckPipeline:
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
             lookup = dataclasses.replace(lookup, hashes=hashes)
+        outcome = await self._decide_known(sha, lookup)
+        if outcome is not None:
+            return outcome
+        hashes = lookup.hashes
+        assert hashes is not None
+        if self.classify_unknown:
+            await self.jobs.submit(sha, data, "unknown")
+            verdict = await self.jobs.wait_for_verdict(sha, self.policy.deadline_s)
+            if verdict is not None:
+                return CheckOutcome(sha, self.policy.actions.for_label(verdict.label),
+                                    verdict.label, f"verdict:{verdict.id}",
+                                    f"classified {verdict.label} by {verdict.source}",
+                                    hashes=hashes)
+            return await self._unknown(sha, data, hashes, "no classifier answered in time")
+        return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
+                                   "classifier is enabled")
+
+    async def _decide_known(self, sha: str, lookup: Lookup) -> CheckOutcome | None:
+        """Steps 1 to 4 (overrides, verdicts, lists, peers, index); None if nobody judged."""
+        hashes = lookup.hashes
         matches = self.index.match(hashes.frames) if hashes is not None else []
         near_ok = self.index.match_ok(hashes.frames) if hashes is not None else []
         # Perceptual matches on peers' attestations are weighed with the peer's current
@@ -91,22 +138,9 @@ class CheckPipeline:
         peer_claims = await self.store.claims_for_rows(rows) if rows else []
         outcome = decide_known(sha, lookup, matches, self.policy.actions,
                                peer_claims=peer_claims, quorum=self.quorum)
-        if outcome is not None:
-            if outcome.detail.get("disputed") and self.review is not None:
-                await self.review.add(sha, "disputed", outcome.reason)
-            return outcome
-        assert hashes is not None
-        if self.classify_unknown:
-            await self.jobs.submit(sha, data, "unknown")
-            verdict = await self.jobs.wait_for_verdict(sha, self.policy.deadline_s)
-            if verdict is not None:
-                return CheckOutcome(sha, self.policy.actions.for_label(verdict.label),
-                                    verdict.label, f"verdict:{verdict.id}",
-                                    f"classified {verdict.label} by {verdict.source}",
-                                    hashes=hashes)
-            return await self._unknown(sha, data, hashes, "no classifier answered in time")
-        return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
-                                   "classifier is enabled")
+        if outcome is not None and outcome.detail.get("disputed") and self.review is not None:
+            await self.review.add(sha, "disputed", outcome.reason)
+        return outcome
 
     async def _hash_and_keep(self, data: bytes) -> ImageHashes:
         hashes = await self.hasher(data)

@@ -282,3 +282,58 @@ review_items = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
 )
+
+# Storage sweeps (attestd sweep, and [sweep] in serve). A run lists a source in its own
+# order; its cursor is where a resumed run starts listing again.
+sweep_runs = Table(
+    "sweep_runs",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),  # e.g. s3:http://host/bucket/prefix
+    Column("mode", String(16), nullable=False),  # all | since | continuous
+    Column("action", String(16), nullable=False),  # delete | quarantine | flag
+    Column("dry_run", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),  # running | done | failed
+    Column("cursor", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("summary", JSON, nullable=True),  # RunSummary counts, kept as the run goes
+    Index("ix_sweep_runs_source", "source", "mode", "status"),
+)
+
+# One row per object a sweep has checked, written in the same transaction as the check's
+# audit entry, so a crash never leaves an object checked but unrecorded (or the reverse).
+sweep_objects = Table(
+    "sweep_objects",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("size", BigInteger, nullable=True),
+    Column("etag", Text, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("run_id", BigInteger, nullable=False),  # the run that last checked it
+    Column("decision", String(16), nullable=True),
+    Column("label", String(32), nullable=True),
+    Column("decided_by", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("downloaded", Boolean, nullable=False),
+    Column("action", String(16), nullable=False),  # none | flag | delete | quarantine
+    Column("action_state", String(16), nullable=False),  # done | pending | failed
+    Column("action_detail", Text, nullable=True),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("source", "key", name="uq_sweep_objects_source_key"),
+    Index("ix_sweep_objects_run", "run_id", "action_state"),
+    Index("ix_sweep_objects_sha256", "sha256"),
+)
+
+# Where the continuous sweep of each source goes on from.
+sweep_cursors = Table(
+    "sweep_cursors",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from attestd.config import Config
 from attestd.federation.runtime import open_federation
 from attestd.http import activitypub_routes, jobs, ops, scan
-from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, STORE
+from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
 from attestd.metrics import Metrics
@@ -37,6 +38,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_federation)
     if config.classifier.enabled:
         app.cleanup_ctx.append(_in_node_worker)
+    if config.sweep.enabled:
+        app.cleanup_ctx.append(_continuous_sweep)
     scan.add_routes(app)
     jobs.add_routes(app)
     ops.add_routes(app)
@@ -50,6 +53,7 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         app[INDEX] = services.index
         app[PIPELINE] = services.pipeline
         app[JOBS] = services.jobs
+        app[SERVICES] = services
         yield
 
 
@@ -68,6 +72,20 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
         app[JOBS].on_verdict = on_verdict
         yield
         app[JOBS].on_verdict = None
+
+
+async def _continuous_sweep(app: web.Application) -> AsyncIterator[None]:
+    """``[sweep] enabled``: sweep what the store gained every ``interval_s``."""
+    from attestd.sweep.runtime import open_sweeper, run_continuous
+
+    cfg = app[CONFIG]
+    async with open_sweeper(cfg, cfg.sweep, app[SERVICES]) as sweeper:
+        task = asyncio.create_task(run_continuous(sweeper, cfg.sweep.interval_s),
+                                   name="continuous-sweep")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _in_node_worker(app: web.Application) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from attestd.db.store import Store
 from attestd.federation.runtime import Federation
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
+from attestd.services import NodeServices
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
@@ -17,3 +18,4 @@ INDEX = web.AppKey("index", BadHashIndex)
 PIPELINE = web.AppKey("pipeline", CheckPipeline)
 METRICS = web.AppKey("metrics", Metrics)
 FEDERATION = web.AppKey("federation", Federation)
+SERVICES = web.AppKey("services", NodeServices)

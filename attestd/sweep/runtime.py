@@ -1,0 +1,52 @@
+"""Building a Sweeper from the configuration, and the node's continuous sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from attestd.config import Config, SweepConfig
+from attestd.review import ReviewQueue
+from attestd.services import NodeServices
+from attestd.sweep.quarantine import open_quarantine
+from attestd.sweep.runner import Sweeper, SweepSettings
+from attestd.sweep.sources import open_source
+from attestd.sweep.store import SweepStore
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def open_sweeper(cfg: Config, sc: SweepConfig, services: NodeServices, *,
+                       dry_run: bool = False) -> AsyncIterator[Sweeper]:
+    """A Sweeper over the node's services for ``sc`` (its source closed afterwards)."""
+    source = open_source(sc)
+    try:
+        client = getattr(source, "client", None)
+        quarantine = open_quarantine(sc, client) if sc.action == "quarantine" else None
+        settings = SweepSettings(action=sc.action, dry_run=dry_run, concurrency=sc.concurrency,
+                                 layout=sc.layout, overlap_s=sc.overlap_s,
+                                 unordered_pages_per_loop=sc.unordered_pages_per_loop,
+                                 node=cfg.node.base_url)
+        yield Sweeper(pipeline=services.pipeline, sweeps=SweepStore(services.store),
+                      source=source, settings=settings, review=ReviewQueue(services.store),
+                      quarantine=quarantine)
+    finally:
+        await source.close()
+
+
+async def run_continuous(sweeper: Sweeper, interval_s: float) -> None:
+    """Sweep what is new every ``interval_s`` until cancelled; one log line per loop."""
+    while True:
+        try:
+            summary = await sweeper.sweep_new()
+            level = logging.WARNING if summary.errors else logging.INFO
+            log.log(level, "sweep loop %s", json.dumps(summary.as_json()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next loop tries again; the node keeps serving
+            log.warning("sweep loop of %s failed: %s", sweeper.source.name, exc)
+        await asyncio.sleep(interval_s)
