@@ -215,3 +215,35 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 15) -> int | Non
         proc.kill()
         proc.wait()
         return None
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server (the real S3 protocol, over HTTP on loopback)."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def s3_settings(endpoint: str, bucket: str, prefix: str = "") -> dict[str, Any]:
+    """The [sweep] keys that point a node at ``bucket`` on the test S3 server."""
+    return {"source": "s3", "s3.endpoint_url": endpoint, "s3.bucket": bucket,
+            "s3.prefix": prefix, "s3.access_key_id": "testing",
+            "s3.secret_access_key": "testing", "s3.region": "us-east-1"}
+
+
+def new_bucket(endpoint: str) -> tuple[Any, str]:
+    """A boto3 client and a fresh, empty bucket on the test S3 server."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    return client, bucket

@@ -25,7 +25,8 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 from tenacity.wait import wait_base
 
@@ -48,7 +49,7 @@ class _RetryAfter(wait_base):
     """Wait what the server asked (Retry-After), else exponential backoff with jitter."""
 
     def __init__(self) -> None:
-        self.backoff = wait_exponential_jitter(initial=0.5, max=30)
+        self.backoff = wait_exponential(multiplier=0.5, max=30) + wait_random(0, 1)
 
     def __call__(self, retry_state: Any) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
