@@ -35,7 +35,7 @@ from attestd.sweep.model import (
 )
 from attestd.sweep.quarantine import Quarantine, evidence_record, safe_key
 from attestd.sweep.sources import Source
-from attestd.sweep.store import PendingAction, SweepStore, run_actor
+from attestd.sweep.store import CheckRecord, PendingAction, SweepStore, run_actor
 from scanner import sha256_hex
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,13 @@ log = logging.getLogger(__name__)
 # A source that fails this many objects in a row is down: the run stops (resumable)
 # rather than recording the whole store as errors.
 MAX_CONSECUTIVE_ERRORS = 20
+RECORD_BATCH = 64
+
+
+@dataclass(frozen=True)
+class _Checked:
+    record: CheckRecord
+    data: bytes | None  # the bytes, when they were downloaded (a quarantine keeps them)
 
 
 class Progress(Protocol):
@@ -78,6 +85,7 @@ class Sweeper:
         self.review = review
         self.quarantine = quarantine
         self._failures = 0
+        self._last_error = ""
 
     # -- modes ----------------------------------------------------------------------------
 
@@ -239,7 +247,7 @@ class Sweeper:
             prior = priors.get(obj.key)
             if prior is not None and (
                     (resume and prior.run_id == run_id)
-                    or (only_unseen and _same_version(prior, obj) and prior.label is not None)):
+                    or (only_unseen and _same_version(prior, obj))):
                 summary.already_checked += 1
                 if progress is not None:
                     progress.advance()
@@ -247,36 +255,46 @@ class Sweeper:
             todo.append((obj, prior))
         gate = asyncio.Semaphore(self.settings.concurrency)
 
-        async def one(obj: StoredObject, prior: PriorCheck | None) -> None:
+        async def one(obj: StoredObject, prior: PriorCheck | None) -> _Checked | None:
             async with gate:
-                await self._one(run_id, summary, obj, prior)
+                return await self._check_one(run_id, summary, obj, prior)
+
+        # Checked in batches, each recorded in one transaction before anything in it is
+        # acted on: a crash loses at most a batch of checks, never an act's record.
+        for i in range(0, len(todo), RECORD_BATCH):
+            batch = todo[i:i + RECORD_BATCH]
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(one(obj, prior)) for obj, prior in batch]
+            checked = [r for r in (task.result() for task in tasks) if r is not None]
+            await self.sweeps.record(run_id, self.source.name, [c.record for c in checked])
+            for c in checked:
+                if c.record.action == "flag":
+                    await self._flag(run_id, summary, c.record.obj, c.record.outcome)
+                elif c.record.action_state == "pending":
+                    await self._act(run_id, summary, c.record.obj, c.record.action,
+                                    c.record.outcome, c.data)
             if progress is not None:
-                progress.advance()
+                progress.advance(len(batch))
+            if self._failures >= MAX_CONSECUTIVE_ERRORS:
+                raise SweepError(f"{self._failures} objects in a row could not be read from "
+                                 f"{self.source.name}; last error: {self._last_error}. Run the "
+                                 "sweep again to resume once the store answers.")
 
-        async with asyncio.TaskGroup() as tg:
-            for obj, prior in todo:
-                tg.create_task(one(obj, prior))
-
-    async def _one(self, run_id: int, summary: RunSummary, obj: StoredObject,
-                   prior: PriorCheck | None) -> None:
+    async def _check_one(self, run_id: int, summary: RunSummary, obj: StoredObject,
+                         prior: PriorCheck | None) -> _Checked | None:
         try:
             outcome, data = await self._check(obj, prior, summary)
         except ObjectGone:
-            return  # removed since the listing: nothing left to check
+            return None  # removed since the listing: nothing left to check
         except SweepError as exc:
             summary.errors += 1
             self._failures += 1
+            self._last_error = str(exc)
             log.warning("sweep could not check %s: %s", obj.key, exc)
-            await self.sweeps.record(
-                run_id, self.source.name, obj,
-                CheckOutcome(obj.sha256 or "", "accept", None, "error", str(exc)),
+            return _Checked(CheckRecord(
+                obj, CheckOutcome("", "accept", None, "error", str(exc)),
                 downloaded=False, action="none", action_state="done",
-                audit=self._audit(run_id, "sweep_error", obj, None, reason=str(exc)))
-            if self._failures >= MAX_CONSECUTIVE_ERRORS:
-                raise SweepError(f"{self._failures} objects in a row could not be read from "
-                                 f"{self.source.name}; last error: {exc}. Run the sweep "
-                                 "again to resume once the store answers.") from None
-            return
+                audit=self._audit(run_id, "sweep_error", obj, None, reason=str(exc))), None)
         self._failures = 0
         summary.checked += 1
         if outcome.label == "unreadable":
@@ -289,17 +307,13 @@ class Sweeper:
         if should_act(outcome):
             action = "flag" if self.settings.dry_run else self.settings.action
         pending = action in ("delete", "quarantine")
-        await self.sweeps.record(
-            run_id, self.source.name, obj, outcome, downloaded=data is not None, action=action,
+        return _Checked(CheckRecord(
+            obj, outcome, downloaded=data is not None, action=action,
             action_state="pending" if pending else "done",
+            audit=self._audit(run_id, "sweep_check", obj, outcome, downloaded=data is not None),
             # pict-rs needs an alias to purge: kept until the act is done.
-            action_detail=json.dumps({"aliases": list(obj.aliases)}) if pending else None,
-            audit=self._audit(run_id, "sweep_check", obj, outcome,
-                              downloaded=data is not None))
-        if action == "flag":
-            await self._flag(run_id, summary, obj, outcome)
-        elif pending:
-            await self._act(run_id, summary, obj, action, outcome, data)
+            action_detail=json.dumps({"aliases": list(obj.aliases)}) if pending else None),
+            data)
 
     async def _check(self, obj: StoredObject, prior: PriorCheck | None,
                      summary: RunSummary) -> tuple[CheckOutcome, bytes | None]:
@@ -458,7 +472,8 @@ class Sweeper:
 def _same_version(prior: PriorCheck, obj: StoredObject) -> bool:
     if obj.sha256 is not None:
         return prior.sha256 == obj.sha256
-    return prior.size == obj.size and prior.etag == obj.etag and prior.sha256 is not None
+    # An object whose check failed was recorded without a sha256: it is checked again.
+    return prior.size == obj.size and prior.etag == obj.etag and bool(prior.sha256)
 
 
 def _newer(obj: StoredObject, cutoff: datetime, prefix: str) -> bool:

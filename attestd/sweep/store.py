@@ -43,6 +43,17 @@ class PendingAction:
     detail: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    obj: StoredObject
+    outcome: CheckOutcome
+    downloaded: bool
+    action: str
+    action_state: str
+    audit: AuditEntry
+    action_detail: str | None = None
+
+
 class SweepStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -108,21 +119,23 @@ class SweepStore:
                                             r.action_state)
         return out
 
-    async def record(self, run_id: int, source: str, obj: StoredObject, outcome: CheckOutcome,
-                     *, downloaded: bool, action: str, action_state: str,
-                     audit: AuditEntry, action_detail: str | None = None) -> None:
-        """The object's check and its audit entry, in one transaction."""
-        values = dict(size=obj.size, etag=obj.etag, sha256=outcome.sha256, run_id=run_id,
-                      decision=outcome.decision, label=outcome.label,
-                      decided_by=outcome.source, reason=outcome.reason[:2000],
-                      downloaded=downloaded, action=action, action_state=action_state,
-                      action_detail=action_detail, checked_at=utcnow())
+    async def record(self, run_id: int, source: str, checks: Sequence[CheckRecord]) -> None:
+        """Objects' checks and their audit entries, in one transaction."""
+        if not checks:
+            return
+        now = utcnow()
+        rows = [dict(source=source, key=c.obj.key, size=c.obj.size, etag=c.obj.etag,
+                     sha256=c.outcome.sha256, run_id=run_id, decision=c.outcome.decision,
+                     label=c.outcome.label, decided_by=c.outcome.source,
+                     reason=c.outcome.reason[:2000], downloaded=c.downloaded, action=c.action,
+                     action_state=c.action_state, action_detail=c.action_detail, checked_at=now)
+                for c in checks]
         async with self.store.writing() as conn:
-            stmt = _insert_ignore(conn)(t.sweep_objects).values(source=source, key=obj.key,
-                                                                 **values)
+            stmt = _insert_ignore(conn)(t.sweep_objects)
             await conn.execute(stmt.on_conflict_do_update(
-                index_elements=["source", "key"], set_=values))
-            await conn.execute(insert(t.audit_log).values(_audit_row(audit)))
+                index_elements=["source", "key"],
+                set_={k: stmt.excluded[k] for k in rows[0] if k not in ("source", "key")}), rows)
+            await conn.execute(insert(t.audit_log), [_audit_row(c.audit) for c in checks])
 
     async def action_done(self, source: str, key: str, state: str, detail: str,
                           audit: AuditEntry | None) -> None:
