@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         images = make_images(args.objects)
         t1 = time.perf_counter()
-        upload(client, bucket, images, datetime.now(UTC) - timedelta(minutes=10))
+        upload(client, bucket, images, datetime.now(UTC) - timedelta(hours=1))
         t2 = time.perf_counter()
         print(f"bucket: {args.objects} JPEGs 640x480, median {sorted(map(len, images))[len(images) // 2]} "
               f"bytes; made in {t1 - t0:.0f} s, uploaded in {t2 - t1:.0f} s")
