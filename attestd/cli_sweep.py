@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import timedelta
 from typing import Any
@@ -14,21 +13,17 @@ from tqdm import tqdm
 from attestd.cli import EXIT_REJECTED, _config, _run
 from attestd.config import Config, SweepConfig
 from attestd.services import open_services
-from attestd.sweep.model import RunSummary, SweepError
+from attestd.sweep.model import RunSummary, SweepError, age_of
 from attestd.sweep.runtime import open_sweeper
 from attestd.sweep.store import SweepStore
-
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_age(text: str) -> timedelta:
     """``20m``, ``6h``, ``3d`` as a timedelta."""
-    m = _AGE.match(text.strip().lower())
-    if m is None:
-        raise click.BadParameter("use a number and a unit, e.g. 90s, 20m, 6h, 3d, 2w",
-                                 param_hint="--since")
-    return timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+    try:
+        return age_of(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 class _Bar:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from attestd.errors import AttestdError
 from attestd.model import CheckOutcome
@@ -110,3 +110,16 @@ def key_for_time(at: datetime, prefix: str = "") -> str:
     ms = max(0, int(at.timestamp() * 1000))
     digits = f"{ms:012x}"[-12:]
     return prefix + "/".join(digits[i:i + 2] for i in range(0, 12, 2)) + "/"
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def age_of(text: str) -> timedelta:
+    """``90s``, ``20m``, ``6h``, ``3d``, ``2w`` as a timedelta; ValueError otherwise."""
+    m = _AGE.match(text.strip().lower())
+    if m is None:
+        raise ValueError(f"{text!r} is not an age: use a number and a unit, e.g. 90s, 20m, "
+                         "6h, 3d, 2w")
+    return timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])

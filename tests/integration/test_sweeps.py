@@ -308,3 +308,23 @@ def test_incremental_loop_lists_only_what_is_new(s3_server: str, tmp_path: Path)
     (idle_checked, idle_calls), (new_checked, new_calls) = asyncio.run(go())
     assert idle_checked == 0 and idle_calls == 1
     assert new_checked == 7 and new_calls == 1
+
+
+async def test_serve_keeps_sweeping_what_is_new(aiohttp_client: Any, tmp_path: Path) -> None:
+    from attestd.http import create_app
+    from tests.conftest import async_wait_for, make_config
+
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "old.jpg").write_bytes(jpeg(1))
+    url = f"sqlite:///{tmp_path / 'attestd.db'}"
+    migrate(url)
+    cfg = make_config(tmp_path, url, sweep={"enabled": True, "source": "fs", "fs.path": str(store),
+                                            "action": "delete", "interval_s": 1,
+                                            "layout": "unordered"})
+    env = make_config_env(tmp_path, url)[1]
+    block_bad(env, tmp_path)
+    await aiohttp_client(create_app(cfg))
+    (store / "new-bad.jpg").write_bytes(reencoded(jpeg(BAD_SEED)))
+    assert await async_wait_for(lambda: not (store / "new-bad.jpg").exists(), timeout=30)
+    assert (store / "old.jpg").read_bytes() == jpeg(1)
