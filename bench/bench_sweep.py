@@ -72,8 +72,9 @@ def key_at(at: datetime) -> str:
     return key_for_time(at) + f"{uuid.uuid4()}.jpg"
 
 
-def upload(client: Any, bucket: str, images: list[bytes], newest: datetime) -> None:
-    step = timedelta(seconds=1)  # one upload a second: the overlap window holds 60 keys
+def upload(client: Any, bucket: str, images: list[bytes], newest: datetime,
+           step: timedelta = timedelta(seconds=1)) -> None:
+    # Keys are made at upload time, so each batch is newer than everything before it.
     keys = [key_at(newest - step * (len(images) - i)) for i in range(len(images))]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]),
@@ -176,7 +177,7 @@ async def sweeps(args: argparse.Namespace, cfg: Any, client: Any, bucket: str) -
                 for new in (0, 100, 1000):
                     fresh = make_images(new, start=seed) if new else []
                     seed += new
-                    upload(client, bucket, fresh, datetime.now(UTC))
+                    upload(client, bucket, fresh, datetime.now(UTC), timedelta(milliseconds=1))
                     calls = 0
                     started = time.perf_counter()
                     s = await sweeper.sweep_new()
