@@ -310,20 +310,29 @@ def test_incremental_loop_lists_only_what_is_new(s3_server: str, tmp_path: Path)
     assert new_checked == 7 and new_calls == 1
 
 
-async def test_serve_keeps_sweeping_what_is_new(aiohttp_client: Any, tmp_path: Path) -> None:
-    from attestd.http import create_app
-    from tests.conftest import async_wait_for, make_config
+@pytest.fixture
+def swept_folder(tmp_path: Path) -> tuple[Any, Path]:
+    """A node config whose continuous sweep deletes what is blocked in a folder."""
+    from tests.conftest import make_config
 
     store = tmp_path / "store"
     store.mkdir()
     (store / "old.jpg").write_bytes(jpeg(1))
     url = f"sqlite:///{tmp_path / 'attestd.db'}"
-    migrate(url)
+    migrate(url)  # before any event loop runs: Alembic's env starts its own
     cfg = make_config(tmp_path, url, sweep={"enabled": True, "source": "fs", "fs.path": str(store),
                                             "action": "delete", "interval_s": 1,
                                             "layout": "unordered"})
-    env = make_config_env(tmp_path, url)[1]
-    block_bad(env, tmp_path)
+    block_bad(make_config_env(tmp_path, url)[1], tmp_path)
+    return cfg, store
+
+
+async def test_serve_keeps_sweeping_what_is_new(aiohttp_client: Any,
+                                                swept_folder: tuple[Any, Path]) -> None:
+    from attestd.http import create_app
+    from tests.conftest import async_wait_for
+
+    cfg, store = swept_folder
     await aiohttp_client(create_app(cfg))
     (store / "new-bad.jpg").write_bytes(reencoded(jpeg(BAD_SEED)))
     assert await async_wait_for(lambda: not (store / "new-bad.jpg").exists(), timeout=30)
