@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -127,10 +127,8 @@ class Sweeper:
                           progress: Progress | None = None) -> RunSummary:
         """Objects stored in the last ``age`` (by upload time where the layout says it)."""
         cutoff = utcnow() - age
-        run_id = await self._start("since")
-        summary = RunSummary(run_id, self.source.name, "since")
-        try:
-            await self._finish_pending(run_id, summary)
+
+        async def body(run_id: int, summary: RunSummary) -> None:
             if self.source.order == "newest_first":
                 cursor: str | None = None
                 while True:
@@ -150,12 +148,8 @@ class Sweeper:
                     if page.next_cursor is None:
                         break
                     cursor = page.next_cursor
-        except BaseException as exc:
-            await self._stopped(run_id, summary, exc)
-            raise
-        summary.status = "done"
-        await self.sweeps.finish(run_id, "done", summary)
-        return summary
+
+        return await self._in_run("since", body)
 
     async def sweep_new(self) -> RunSummary:
         """One loop of the continuous sweep: what was stored since the last loop.
@@ -163,10 +157,7 @@ class Sweeper:
         Its listing cost follows the number of new objects, not the size of the store,
         except in the unordered fallback, which reads a bounded slice per loop.
         """
-        run_id = await self._start("continuous")
-        summary = RunSummary(run_id, self.source.name, "continuous")
-        try:
-            await self._finish_pending(run_id, summary)
+        async def body(run_id: int, summary: RunSummary) -> None:
             state = json.loads(await self.sweeps.cursor(self.source.name) or "{}")
             if self.source.order == "newest_first":
                 state = await self._new_newest_first(run_id, summary, state)
@@ -176,6 +167,17 @@ class Sweeper:
             else:
                 state = await self._new_unordered(run_id, summary, state)
             await self.sweeps.set_cursor(self.source.name, json.dumps(state))
+
+        return await self._in_run("continuous", body)
+
+    async def _in_run(self, mode: str,
+                      body: Callable[[int, RunSummary], Awaitable[None]]) -> RunSummary:
+        """A new run of ``mode``: pending acts first, then ``body``, then its record."""
+        run_id = await self._start(mode)
+        summary = RunSummary(run_id, self.source.name, mode)
+        try:
+            await self._finish_pending(run_id, summary)
+            await body(run_id, summary)
         except BaseException as exc:
             await self._stopped(run_id, summary, exc)
             raise
@@ -505,5 +507,3 @@ def _summary_from(data: dict[str, Any], run_id: int, source: str, mode: str) -> 
             setattr(s, k, v)
     return s
 
-
-ProgressFactory = Callable[[], Progress]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 
 from attestd.db import schema as t
 from attestd.db.store import Store, _audit_row, _insert_ignore
@@ -156,11 +156,6 @@ class SweepStore:
                 .order_by(c.id))).all()
         return [PendingAction(r.key, r.sha256, r.size, r.etag, r.action, r.label,
                               r.decided_by, r.reason, r.action_detail) for r in rows]
-
-    async def checked_in_run(self, run_id: int) -> int:
-        async with self.store.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(t.sweep_objects)
-                                           .where(t.sweep_objects.c.run_id == run_id))).scalar_one())
 
     async def cursor(self, source: str) -> str | None:
         async with self.store.engine.connect() as conn:

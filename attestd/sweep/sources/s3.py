@@ -118,9 +118,14 @@ class S3Quarantine:
 
     async def put(self, key: str, data: bytes, evidence: bytes) -> str:
         dest = self.prefix + key
-        # Evidence first: an object in quarantine is never without its record.
-        await asyncio.to_thread(self.client.put_object, Bucket=self.bucket,
-                                Key=dest + ".evidence.json", Body=evidence,
-                                ContentType="application/json")
-        await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=dest, Body=data)
+        try:
+            # Evidence first: an object in quarantine is never without its record.
+            await asyncio.to_thread(self.client.put_object, Bucket=self.bucket,
+                                    Key=dest + ".evidence.json", Body=evidence,
+                                    ContentType="application/json")
+            await asyncio.to_thread(self.client.put_object, Bucket=self.bucket, Key=dest,
+                                    Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            # Reported as a failed act; the object stays where it was.
+            raise SweepError(f"could not write to quarantine {self.where}: {exc}") from None
         return f"s3://{self.bucket}/{dest}"
