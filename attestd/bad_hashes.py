@@ -23,13 +23,13 @@ class BadHashIndex:
 
     def __init__(self, matching: MatchingConfig) -> None:
         self.matching = matching
-        self._pdq: HammingIndex[int] = HammingIndex(256)
-        self._phash: HammingIndex[int] = HammingIndex(64)
+        self._pdq: HammingIndex = HammingIndex(256)
+        self._phash: HammingIndex = HammingIndex(64)
         self._entries: dict[int, HashEntry] = {}
         # ``ok`` entries (peers opted into perceptual ok) live apart: they never make
         # anything bad, and count only when both hashes are tightly within reach.
-        self._ok_pdq: HammingIndex[int] = HammingIndex(256)
-        self._ok_phash: HammingIndex[int] = HammingIndex(64)
+        self._ok_pdq: HammingIndex = HammingIndex(256)
+        self._ok_phash: HammingIndex = HammingIndex(64)
 
     def __len__(self) -> int:
         return len(self._entries)
