@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from attestd.config import MatchingConfig
@@ -23,13 +23,13 @@ class BadHashIndex:
 
     def __init__(self, matching: MatchingConfig) -> None:
         self.matching = matching
-        self._pdq: HammingIndex = HammingIndex(256)
-        self._phash: HammingIndex = HammingIndex(64)
+        self._pdq = HammingIndex(256, matching.pdq_threshold)
+        self._phash = HammingIndex(64, matching.phash_threshold)
         self._entries: dict[int, HashEntry] = {}
         # ``ok`` entries (peers opted into perceptual ok) live apart: they never make
         # anything bad, and count only when both hashes are tightly within reach.
-        self._ok_pdq: HammingIndex = HammingIndex(256)
-        self._ok_phash: HammingIndex = HammingIndex(64)
+        self._ok_pdq = HammingIndex(256, matching.ok_pdq_threshold)
+        self._ok_phash = HammingIndex(64, matching.ok_phash_threshold)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -46,6 +46,35 @@ class BadHashIndex:
             self._pdq.add(entry.id, entry.pdq)
         if entry.phash:
             self._phash.add(entry.id, entry.phash)
+
+    def add_many(self, entries: Iterable[HashEntry]) -> None:
+        """Add entries in bulk: how a list of millions loads in seconds, not minutes."""
+        ok_ids: list[int] = []
+        ok_pdq: list[str] = []
+        ok_phash: list[str] = []
+        pdq_ids: list[int] = []
+        pdqs: list[str] = []
+        phash_ids: list[int] = []
+        phashes: list[str] = []
+        for entry in entries:
+            self._entries[entry.id] = entry
+            if entry.label == "ok":
+                if entry.pdq and entry.phash:
+                    ok_ids.append(entry.id)
+                    ok_pdq.append(entry.pdq)
+                    ok_phash.append(entry.phash)
+                continue
+            if entry.pdq and (entry.pdq_quality is None
+                              or entry.pdq_quality >= self.matching.pdq_min_quality):
+                pdq_ids.append(entry.id)
+                pdqs.append(entry.pdq)
+            if entry.phash:
+                phash_ids.append(entry.id)
+                phashes.append(entry.phash)
+        self._pdq.add_many(pdq_ids, pdqs)
+        self._phash.add_many(phash_ids, phashes)
+        self._ok_pdq.add_many(ok_ids, ok_pdq)
+        self._ok_phash.add_many(ok_ids, ok_phash)
 
     def remove(self, entry_id: int) -> None:
         self._entries.pop(entry_id, None)

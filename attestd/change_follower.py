@@ -36,8 +36,7 @@ class ChangeFollower:
         """Fill the index from the database and start following from now."""
         self._last_judgement = await self.store.last_judgement_event()
         entries, last = await self.store.load_active_entries()
-        for entry in entries:
-            self.index.add(entry)
+        self.index.add_many(entries)
         self._last_hash_event = last
         log.info("hash index loaded: %d entries", len(entries))
 

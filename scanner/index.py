@@ -18,35 +18,102 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
+from math import comb
 
 import numpy as np
 import numpy.typing as npt
 
-_SUB_BITS = 16
-_SUB_VALUES = 1 << _SUB_BITS
-# Probing costs sum(C(16, k) for k <= flips) look-ups per table; past two flips a linear
-# scan of the built part is cheaper than the probes' candidates.
-_MAX_FLIPS = 2
+# Substrings are 16 to 24 bits wide. Wider ones mean fewer, smaller buckets but more probes
+# per table and bigger direct-address tables (4 bytes per value), so the width is chosen
+# from the number of entries when the tables are built (see _Layout.choose).
+_MIN_SUB = 16
+_MAX_SUB = 24
+# Probing a substring to within k flipped bits costs sum(C(w, i) for i <= k) look-ups;
+# past three flips a linear scan of the built part is cheaper.
+_MAX_FLIPS = 3
 # Below this many entries a linear scan beats building tables.
 _MIN_BUILT = 4096
+# Direct-address tables may take this many bytes per entry (16-bit tables always fit).
+_TABLE_BYTES_PER_ENTRY = 64
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
+U32 = npt.NDArray[np.uint32]
 
 
-def _flip_masks(max_flips: int) -> list[npt.NDArray[np.int64]]:
-    """For each k <= max_flips, every 16-bit XOR mask with at most k bits set."""
-    out: list[npt.NDArray[np.int64]] = []
-    masks = [0]
-    for k in range(max_flips + 1):
-        if k:
-            masks += [sum(1 << b for b in bits) for bits in combinations(range(_SUB_BITS), k)]
-        out.append(np.array(masks, dtype=np.int64))
-    return out
+@lru_cache(maxsize=64)
+def _flip_masks(width: int, flips: int) -> tuple[int, ...]:
+    """Every XOR mask over ``width`` bits with at most ``flips`` bits set."""
+    return tuple(sum(1 << b for b in bits) for k in range(flips + 1)
+                 for bits in combinations(range(width), k))
 
 
-_MASKS = _flip_masks(_MAX_FLIPS)
+@dataclass(frozen=True)
+class _Layout:
+    """How a hash is cut into substrings: their widths, left to right."""
+
+    bits: int
+    widths: tuple[int, ...]
+
+    @property
+    def tables(self) -> int:
+        return len(self.widths)
+
+    @property
+    def table_values(self) -> tuple[int, ...]:
+        return tuple(1 << w for w in self.widths)
+
+    @property
+    def shifts(self) -> tuple[int, ...]:
+        """Right shift that brings each substring to the low bits of the whole hash."""
+        out, used = [], 0
+        for w in self.widths:
+            used += w
+            out.append(self.bits - used)
+        return tuple(out)
+
+    @classmethod
+    def split(cls, bits: int, tables: int) -> _Layout:
+        base, extra = divmod(bits, tables)
+        return cls(bits, tuple(base + (1 if i < extra else 0) for i in range(tables)))
+
+    @classmethod
+    def choose(cls, bits: int, entries: int, radius: int) -> _Layout:
+        """The layout with the fewest expected memory touches per query at ``radius``.
+
+        A query reads one table slot per probe, then every entry in the buckets it hits;
+        with N entries a w-bit table's bucket holds N / 2**w of them on average.
+        """
+        budget = max(entries * _TABLE_BYTES_PER_ENTRY, (bits // _MIN_SUB) * (4 << _MIN_SUB))
+        best, best_cost = cls.split(bits, bits // _MIN_SUB), float("inf")
+        for tables in range(-(-bits // _MAX_SUB), bits // _MIN_SUB + 1):
+            layout = cls.split(bits, tables)
+            flips = radius // tables
+            if flips > _MAX_FLIPS or sum(4 << w for w in layout.widths) > budget:
+                continue
+            probes = [sum(comb(w, k) for k in range(flips + 1)) for w in layout.widths]
+            found = sum(p * entries / (1 << w) for p, w in zip(probes, layout.widths, strict=True))
+            cost = sum(probes) + found + min(sum(probes), found)
+            if cost < best_cost:
+                best, best_cost = layout, cost
+        return best
+
+    def columns(self, codes: U64) -> list[U32]:
+        """Each substring of every code, as a column of table values."""
+        raw = codes.view(np.uint8).reshape(len(codes), -1)
+        padded = np.zeros((len(codes), raw.shape[1] + 3), dtype=np.uint8)
+        padded[:, :raw.shape[1]] = raw
+        out, start = [], 0
+        for w in self.widths:
+            byte, skip = divmod(start, 8)
+            word = np.zeros(len(codes), dtype=np.uint32)
+            for i in range(4):
+                word |= padded[:, byte + i].astype(np.uint32) << np.uint32(24 - 8 * i)
+            out.append((word >> np.uint32(32 - skip - w)) & np.uint32((1 << w) - 1))
+            start += w
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,24 +122,42 @@ class Match:
     distance: int
 
 
-class HammingIndex:
-    """Exact search within a Hamming radius, for one hash width; keys are ints."""
+def _stable_order(column: U32) -> npt.NDArray[np.intp]:
+    """argsort of values below 2**32, as two 16-bit radix passes (numpy radix-sorts
+    16-bit keys, but falls back to a comparison sort for wider ones)."""
+    by_low = np.argsort(column.astype(np.uint16), kind="stable")
+    high = (column[by_low] >> np.uint32(16)).astype(np.uint16)
+    return by_low[np.argsort(high, kind="stable")]
 
-    def __init__(self, bits: int) -> None:
+
+class HammingIndex:
+    """Exact search within a Hamming radius, for one hash width; keys are ints.
+
+    ``radius`` is the radius most searches use (the matching threshold); the tables are
+    laid out for it, and other radii are answered exactly too.
+    """
+
+    def __init__(self, bits: int, radius: int | None = None) -> None:
         if bits % 64:
             raise ValueError("bits must be a multiple of 64")
         self.bits = bits
+        self.radius = bits // 8 if radius is None else radius
         self._words = bits // 64
-        self._tables = bits // _SUB_BITS
         # The built part.
-        self._codes: U64 = np.zeros((0, self._words), dtype=np.uint64)
+        self._layout = _Layout.split(bits, bits // _MIN_SUB)
+        # One row per 64-bit word (column-major): gathering one word for thousands of
+        # scattered candidates is a typed take whose cache misses overlap, several times
+        # faster than copying whole scattered rows.
+        self._codes: U64 = np.zeros((self._words, 0), dtype=np.uint64)
         self._keys: I64 = np.zeros(0, dtype=np.int64)
         self._alive = np.zeros(0, dtype=bool)
         self._dead = 0
-        self._order = np.zeros((self._tables, 0), dtype=np.uint32)
-        self._starts = np.zeros((self._tables, _SUB_VALUES + 1), dtype=np.int64)
+        self._order: U32 = np.zeros(0, dtype=np.uint32)
+        self._starts: U32 = np.zeros(0, dtype=np.uint32)
+        self._table_info: tuple[tuple[int, int, int], ...] = ()
+        self._probe_plans: dict[int, tuple[I64, I64]] = {}
         self._sorted_keys: I64 = np.zeros(0, dtype=np.int64)
-        self._sorted_slots = np.zeros(0, dtype=np.uint32)
+        self._sorted_slots: U32 = np.zeros(0, dtype=np.uint32)
         # Entries added since the last build.
         self._new_codes: U64 = np.zeros((64, self._words), dtype=np.uint64)
         self._new_keys: I64 = np.zeros(64, dtype=np.int64)
@@ -89,7 +174,7 @@ class HammingIndex:
         key = int(key)
         slot = self._built_slot(key)
         if slot is not None:
-            if np.array_equal(self._codes[slot], code):
+            if np.array_equal(self._codes[:, slot], code):
                 return  # replaying a known entry changes nothing
             self._kill(slot)
         pos = self._new_slot.get(key)
@@ -156,21 +241,20 @@ class HammingIndex:
 
     def search(self, hex_hash: str, radius: int) -> list[Match]:
         """Every entry within ``radius`` bits of ``hex_hash``, nearest first."""
-        query = self._parse(hex_hash)
+        raw = self._hex_bytes(hex_hash)
+        query = np.frombuffer(raw, dtype=np.uint64)
         keys: list[I64] = []
         dists: list[I64] = []
         if len(self._keys) - self._dead > 0:
-            flips = radius // self._tables
+            flips = radius // self._layout.tables
             if flips <= _MAX_FLIPS:
-                cand = self._candidates(query, flips)
+                cand = self._candidates(int.from_bytes(raw, "big"), flips)
             else:
                 cand = np.nonzero(self._alive)[0]
             if len(cand):
-                d = self._distance(self._codes[cand], query)
-                ok = (d <= radius) & self._alive[cand]
-                slots, first = np.unique(cand[ok], return_index=True)
+                slots, d = self._verify(cand, query, radius)
                 keys.append(self._keys[slots])
-                dists.append(d[ok][first])
+                dists.append(d)
         n_new = len(self._new_slot)
         if n_new:
             d = self._distance(self._new_codes[:n_new], query)
@@ -180,6 +264,8 @@ class HammingIndex:
         if not keys:
             return []
         all_keys = np.concatenate(keys)
+        if not len(all_keys):
+            return []
         all_d = np.concatenate(dists)
         order = np.lexsort((all_keys, all_d))
         return [Match(int(k), int(d)) for k, d in zip(all_keys[order], all_d[order], strict=True)]
@@ -192,24 +278,62 @@ class HammingIndex:
 
     # -- internals -------------------------------------------------------------------
 
-    def _candidates(self, query: U64, flips: int) -> npt.NDArray[np.int64]:
+    def _candidates(self, query: int, flips: int) -> npt.NDArray[np.intp]:
         """Built slots sharing a substring with the query, to within ``flips`` bits."""
-        subs = query.view(np.uint8).view(">u2").astype(np.int64)  # (tables,)
-        probes = subs[:, None] ^ _MASKS[flips][None, :]  # (tables, probes)
-        rows = np.arange(self._tables)[:, None]
-        lo = self._starts[rows, probes]
-        lens = (self._starts[rows, probes + 1] - lo).ravel()
-        total = int(lens.sum())
-        if not total:
-            return np.zeros(0, dtype=np.int64)
-        base = (lo + rows * len(self._keys)).ravel()
-        # Concatenate the ranges [base, base + len) without a Python loop.
+        plan = self._probe_plans.get(flips)
+        if plan is None:
+            plan = self._probe_plans[flips] = self._plan(flips)
+        table_of_probe, masks = plan
+        info = self._table_info
+        subs = np.array([(query >> sh) & ((1 << w) - 1) for sh, w, _ in info], dtype=np.int64)
+        bases = np.array([base for _, _, base in info], dtype=np.int64)
+        probes = (subs[table_of_probe] ^ masks) + bases[table_of_probe]
+        lo = self._starts[probes]
+        lens = self._starts[probes + 1] - lo
+        hit = np.nonzero(lens)[0]
+        if not len(hit):
+            return np.zeros(0, dtype=np.intp)
+        lo, lens = lo[hit].astype(np.intp), lens[hit].astype(np.intp)
+        # Concatenate the ranges [lo, lo + len) without a Python loop.
         offsets = np.cumsum(lens) - lens
-        flat = np.repeat(base - offsets, lens) + np.arange(total)
-        return self._order.ravel()[flat].astype(np.int64)
+        flat = np.repeat(lo - offsets, lens) + np.arange(int(offsets[-1] + lens[-1]))
+        return self._order[flat].astype(np.intp)
+
+    def _verify(self, cand: npt.NDArray[np.intp], query: U64,
+                radius: int) -> tuple[npt.NDArray[np.intp], I64]:
+        """The live candidates within ``radius``, each once, with their distances."""
+        d = np.bitwise_count(self._codes[0][cand] ^ query[0]).astype(np.int64)
+        half = (self._words + 1) // 2
+        for w in range(1, half):
+            d += np.bitwise_count(self._codes[w][cand] ^ query[w])
+        if half < self._words:
+            # Half the bits already rule out nearly every random candidate.
+            keep = np.nonzero(d <= radius)[0]
+            cand, d = cand[keep], d[keep]
+            for w in range(half, self._words):
+                d += np.bitwise_count(self._codes[w][cand] ^ query[w])
+        keep = np.nonzero(d <= radius)[0]
+        cand, d = cand[keep], d[keep]
+        live = self._alive[cand]
+        cand, d = cand[live], d[live]
+        slots, first = np.unique(cand, return_index=True)
+        return slots, d[first]
+
+    def _plan(self, flips: int) -> tuple[I64, I64]:
+        tables: list[int] = []
+        masks: list[int] = []
+        for t, w in enumerate(self._layout.widths):
+            m = _flip_masks(w, flips)
+            tables += [t] * len(m)
+            masks += m
+        return np.array(tables, dtype=np.int64), np.array(masks, dtype=np.int64)
 
     def _distance(self, codes: U64, query: U64) -> I64:
-        return np.bitwise_count(codes ^ query).sum(axis=1, dtype=np.int64)
+        counts = np.bitwise_count(codes ^ query)
+        total: I64 = counts[:, 0].astype(np.int64)
+        for w in range(1, self._words):
+            total += counts[:, w]
+        return total
 
     def _built_slot(self, key: int) -> int | None:
         if not len(self._sorted_keys):
@@ -245,21 +369,30 @@ class HammingIndex:
 
     def _rebuild(self) -> None:
         n_new = len(self._new_slot)
-        codes = np.concatenate([self._codes[self._alive], self._new_codes[:n_new]])
+        codes = np.concatenate([self._codes[:, self._alive].T, self._new_codes[:n_new]])
         keys = np.concatenate([self._keys[self._alive], self._new_keys[:n_new]])
         n = len(keys)
-        subs = codes.view(np.uint8).reshape(n, -1).view(">u2")
-        order = np.empty((self._tables, n), dtype=np.uint32)
-        starts = np.zeros((self._tables, _SUB_VALUES + 1), dtype=np.int64)
-        for t in range(self._tables):
-            column = subs[:, t].astype(np.uint16)
-            order[t] = np.argsort(column, kind="stable")
-            np.cumsum(np.bincount(column, minlength=_SUB_VALUES), out=starts[t, 1:])
+        layout = _Layout.choose(self.bits, n, self.radius)
+        if n * layout.tables >= 1 << 32:
+            raise ValueError(f"{n} hashes is more than one index holds; split the list")
+        order = np.empty(n * layout.tables, dtype=np.uint32)
+        starts = np.empty(sum(v + 1 for v in layout.table_values), dtype=np.uint32)
+        info, base = [], 0
+        for t, (column, shift, values) in enumerate(
+                zip(layout.columns(codes), layout.shifts, layout.table_values, strict=True)):
+            order[t * n:(t + 1) * n] = _stable_order(column)
+            starts[base] = t * n
+            np.cumsum(np.bincount(column, minlength=values), out=starts[base + 1:base + values + 1])
+            starts[base + 1:base + values + 1] += t * n
+            info.append((shift, layout.widths[t], base))
+            base += values + 1
         key_order = np.argsort(keys, kind="stable")
-        self._codes, self._keys = codes, keys
+        self._layout, self._table_info = layout, tuple(info)
+        self._codes, self._keys = np.ascontiguousarray(codes.T), keys
         self._alive = np.ones(n, dtype=bool)
         self._dead = 0
         self._order, self._starts = order, starts
+        self._probe_plans = {}
         self._sorted_keys = keys[key_order]
         self._sorted_slots = key_order.astype(np.uint32)
         self._new_codes = np.zeros((64, self._words), dtype=np.uint64)
