@@ -42,11 +42,13 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "BMP": "image/bmp",
 }
 
-# PDQ reduces every image to 64 x 64 and pHash to 32 x 32, so both hash a 256 px
-# rendition as well as the full picture, far faster (pdqhash is ~20x slower at 512 px).
-# Every copy, whatever its size, is hashed from this same rendition; bench_hash.py
-# measures the distance to a careful full-resolution path.
-HASH_SIDE = 256
+# Every copy, whatever its size, is hashed from one rendition at most this many pixels on
+# its longer side, made with a proper area-averaging downscale. pdqhash on raw large
+# pixels drifts tens of bits between an image and its half-size copy, so hashing the
+# original pixels would make resized re-uploads an easy evasion. 512 px is where lists
+# hashed elsewhere (HMA, NCMEC) agree with us: a 256 px rendition was twice as fast but
+# differed from a careful 512 px one by a median of 16 bits. bench_hash.py measures both.
+HASH_SIDE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +239,8 @@ def _hash_frame(im: Image.Image, index: int, fmt: str) -> FrameHashes:
 
 def _hash_rgb(frame: Image.Image) -> FrameHashes:
     if max(frame.size) > HASH_SIDE:
-        # Every copy, whatever its size, is hashed from the same 512 px rendition, so a
-        # resized re-upload hashes like its original. BOX is an exact area average:
-        # proper anti-aliasing for a downscale, and the cheapest filter.
+        # BOX is an exact area average: proper anti-aliasing for a downscale, and the
+        # cheapest filter.
         frame = frame.resize(_fit(frame.size, HASH_SIDE), Image.Resampling.BOX)
     vector, quality = pdqhash.compute(np.asarray(frame))
     pdq_hex = np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes().hex()
