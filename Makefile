@@ -15,8 +15,10 @@ test: $(VENV)/.installed-all
 	.ci/install-services
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-all
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_scan.py
+	$(BIN)/python bench/bench_hash.py
+	$(BIN)/python bench/bench_index.py
 
 lint: $(VENV)/.installed-all
 	$(BIN)/ruff check attestd scanner activitypub tests bench
@@ -34,6 +36,10 @@ $(VENV)/.installed-node: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[classifier,postgres,dev]'
 	touch $@ $(VENV)/.installed-node
+
+$(VENV)/.installed-bench: $(VENV)/.installed-all
+	$(PIP) install -q -e '.[classifier,postgres,dev,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,6 @@ from attestd.config import Config, config_path, default_config_text, load_config
 from attestd.errors import AttestdError
 from attestd.keys import ensure_keys, load_keys
 from attestd.logs import setup_logging
-from attestd.model import AuditEntry
 from scanner import UnreadableImage, normalise_hex, sha256_hex
 
 T = TypeVar("T")
@@ -212,6 +211,7 @@ def _override_command(action: str) -> Callable[..., None]:
 
 async def _set_overrides(cfg: Config, action: str, files: tuple[Path, ...],
                          shas: list[str], note: str) -> None:
+    from attestd import overrides
     from attestd.services import open_services
 
     actor = _actor()
@@ -235,14 +235,9 @@ async def _set_overrides(cfg: Config, action: str, files: tuple[Path, ...],
         for sha in shas:
             targets.append((sha, sha, await svc.store.get_hashes(sha)))
         for label, sha, hashes in targets:
-            # Allow is exact sha256 only: a forged near-copy must never be whitelisted.
-            frames = hashes.frames if (hashes is not None and action == "block") else ()
-            ov = await svc.store.set_override(sha, action, note, actor, frames)
-            await svc.store.write_audit([AuditEntry(
-                actor=actor, action=f"override_{action}", sha256=sha,
-                label="blocked" if action == "block" else "ok", source=f"override:{ov.id}",
-                reason=note or None, detail={"given": label, "perceptual_frames": len(frames)})])
-            how = f"exact + {len(frames)} perceptual hash set(s)" if frames else "exact sha256 only"
+            ov, n_frames = await overrides.set_override(svc.store, action, sha, hashes, note,
+                                                        actor, label)
+            how = f"exact + {n_frames} perceptual hash set(s)" if n_frames else "exact sha256 only"
             click.echo(f"{action} override {ov.id}: {label} ({sha}; {how})")
     if failed:
         sys.exit(EXIT_REJECTED)
@@ -285,6 +280,7 @@ def override_list(as_json: bool) -> None:
 @click.option("--sha256", help="Remove the override of this sha256.")
 def override_remove(override_id: int | None, sha256: str | None) -> None:
     """Remove an override by ID (from `override list`) or by --sha256."""
+    from attestd import overrides
     from attestd.db.engine import create_engine
     from attestd.db.store import Store
 
@@ -301,12 +297,8 @@ def override_remove(override_id: int | None, sha256: str | None) -> None:
     async def go() -> Any:
         engine = create_engine(cfg.database.url)
         try:
-            store = Store(engine)
-            removed = await store.remove_override(override_id=override_id, sha256=sha256)
-            if removed is not None:
-                await store.write_audit([AuditEntry(
-                    actor=actor, action="override_remove", sha256=removed.sha256,
-                    source=f"override:{removed.id}")])
+            removed = await overrides.remove_override(Store(engine), actor, override_id=override_id,
+                                                      sha256=sha256)
             return removed
         finally:
             await engine.dispose()
@@ -420,6 +412,70 @@ def worker(node: str, token: str, device: str | None, batch: int | None) -> None
         click.echo(f"attestd: the node refused the token: {exc}", err=True)
         sys.exit(EXIT_SETUP)
     click.echo(f"worker stopped after {done} jobs")
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+@cli.group()
+def admin() -> None:
+    """Access to the admin API."""
+
+
+@admin.group("token")
+def admin_token() -> None:
+    """Bearer tokens for /api/v1/admin/."""
+
+
+async def _with_tokens(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from attestd.admin_tokens import AdminTokens
+    from attestd.db.engine import create_engine
+
+    engine = create_engine(cfg.database.url)
+    try:
+        return await fn(AdminTokens(engine))
+    finally:
+        await engine.dispose()
+
+
+@admin_token.command("create")
+@click.argument("name")
+def admin_token_create(name: str) -> None:
+    """Create a token NAME; it is printed once and stored only as a digest."""
+    if not name.strip() or len(name) > 100:
+        raise click.BadParameter("NAME must be 1 to 100 characters")
+    cfg = _config()
+    _check_schema(cfg)
+    from attestd.admin_tokens import TokenExists
+
+    try:
+        token = _run(lambda: _with_tokens(cfg, lambda tokens: tokens.create(name)))
+    except TokenExists as exc:
+        click.echo(f"attestd: {exc}", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(token)
+    click.echo(f"admin token {name!r} created; it is not shown again", err=True)
+
+
+@admin_token.command("list")
+def admin_token_list() -> None:
+    """List admin tokens (names and use, never the secrets)."""
+    cfg = _config()
+    _check_schema(cfg)
+    for tok in _run(lambda: _with_tokens(cfg, lambda tokens: tokens.list())):
+        used = f"{tok.last_used_at:%Y-%m-%d %H:%M}" if tok.last_used_at else "never used"
+        click.echo(f"{tok.name}  created {tok.created_at:%Y-%m-%d %H:%M}  {used}")
+
+
+@admin_token.command("revoke")
+@click.argument("name")
+def admin_token_revoke(name: str) -> None:
+    """Revoke the token NAME at once."""
+    cfg = _config()
+    _check_schema(cfg)
+    if not _run(lambda: _with_tokens(cfg, lambda tokens: tokens.revoke(name))):
+        click.echo(f"no admin token named {name!r}", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"revoked admin token {name!r}")
 
 
 # The federation and review groups live in their own module (it imports this one's helpers).

@@ -161,6 +161,17 @@ workers = Table(
     Column("last_seen_at", DateTime(timezone=True), nullable=True),
 )
 
+# Bearer tokens for the admin API (``attestd admin token create``); only digests are kept.
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
 # Activities waiting to be (or already) delivered, one row per destination inbox.
 deliveries = Table(
     "deliveries",

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from attestd.config import Config
 from attestd.federation.runtime import open_federation
-from attestd.http import activitypub_routes, jobs, ops, scan
+from attestd.http import activitypub_routes, admin_api, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
@@ -44,6 +44,7 @@ def create_app(config: Config) -> web.Application:
     jobs.add_routes(app)
     ops.add_routes(app)
     activitypub_routes.add_routes(app)
+    admin_api.add_routes(app)
     return app
 
 
