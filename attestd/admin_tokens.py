@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from attestd.db import schema as t
 from attestd.errors import AttestdError
+from attestd.jobs.store import token_digest
 from attestd.model import utcnow
 
 
@@ -27,10 +27,6 @@ class AdminToken:
     last_used_at: datetime | None
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 class AdminTokens:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -41,7 +37,7 @@ class AdminTokens:
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(t.admin_tokens).values(
-                    name=name, token_sha256=_digest(token), created_at=utcnow()))
+                    name=name, token_sha256=token_digest(token), created_at=utcnow()))
         except IntegrityError:
             raise TokenExists(f"an admin token named {name!r} exists; revoke it first or "
                               "pick another name") from None
@@ -50,7 +46,7 @@ class AdminTokens:
     async def name_for(self, token: str) -> str | None:
         """The token's name, or None. Looked up by digest, so the comparison never
         touches the secret and its timing reveals nothing about it."""
-        digest = _digest(token)
+        digest = token_digest(token)
         async with self.engine.begin() as conn:
             name = (await conn.execute(select(t.admin_tokens.c.name).where(
                 t.admin_tokens.c.token_sha256 == digest))).scalar()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from attestd.admin_tokens import AdminTokens
 from attestd.db import schema as t
 from attestd.errors import RequestError
 from attestd.http.appkeys import INDEX, STORE
-from attestd.http.body import read_body
+from attestd.http.body import read_json_object
 from attestd.model import Override, utcnow
 from scanner import normalise_hex
 
@@ -49,17 +48,6 @@ async def _admin(request: web.Request) -> str:
     return f"admin:{name}"
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    body = await read_body(request, BODY_MAX_BYTES)
-    try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise RequestError(400, "the body is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise RequestError(400, "the body must be a JSON object")
-    return doc
-
-
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -82,7 +70,7 @@ async def list_overrides(request: web.Request) -> web.Response:
 
 async def add_override(request: web.Request) -> web.Response:
     actor = await _admin(request)
-    doc = await _json_body(request)
+    doc = await read_json_object(request, BODY_MAX_BYTES)
     action = doc.get("action")
     if action not in ("allow", "block"):
         raise RequestError(400, "action must be \"allow\" or \"block\"")

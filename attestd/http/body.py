@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from aiohttp import BodyPartReader, web
 
 from attestd.errors import RequestError
@@ -104,3 +107,15 @@ async def read_body(request: web.Request, limit: int, what: str = "the body") ->
         if len(body) > limit:
             raise RequestError(413, f"{what} is over {limit} bytes")
     return bytes(body)
+
+
+async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
+    """A size-capped JSON object body (an empty body is ``{}``); 400 or 413 otherwise."""
+    body = await read_body(request, limit)
+    try:
+        doc = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError(400, "the body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise RequestError(400, "the body must be a JSON object")
+    return doc

@@ -5,13 +5,12 @@ Every route needs ``Authorization: Bearer <token>`` from ``attestd workers add``
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from attestd.errors import RequestError
-from attestd.http.body import read_body
+from attestd.http.body import read_json_object
 from attestd.jobs.queue import JobQueue
 from scanner.classifier import CLASSIFIER_LABELS, Classification
 
@@ -44,17 +43,6 @@ def _job_id(request: web.Request) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise RequestError(400, f"{raw!r} is not a job id")
     return int(raw)
-
-
-async def _json_body(request: web.Request, limit: int = RESULT_MAX_BYTES) -> dict[str, Any]:
-    body = await read_body(request, limit)
-    try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise RequestError(400, "the body is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise RequestError(400, "the body must be a JSON object")
-    return doc
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -98,7 +86,7 @@ async def image(request: web.Request) -> web.Response:
 async def result(request: web.Request) -> web.Response:
     worker = await _worker(request)
     job_id = _job_id(request)
-    doc = await _json_body(request)
+    doc = await read_json_object(request, RESULT_MAX_BYTES)
     label, model_id, scores = doc.get("label"), doc.get("model_id"), doc.get("scores", {})
     if label not in CLASSIFIER_LABELS:
         raise RequestError(400, f"label must be one of {', '.join(CLASSIFIER_LABELS)}")
@@ -128,7 +116,7 @@ async def result(request: web.Request) -> web.Response:
 async def fail(request: web.Request) -> web.Response:
     worker = await _worker(request)
     job_id = _job_id(request)
-    doc = await _json_body(request)
+    doc = await read_json_object(request, RESULT_MAX_BYTES)
     error = str(doc.get("error", "unreadable"))[:1000]
     if not await request.app[JOBS].jobs.fail(worker, job_id, error):
         raise RequestError(409, f"job {job_id} is not leased to this worker")
@@ -137,7 +125,7 @@ async def fail(request: web.Request) -> web.Response:
 
 async def release(request: web.Request) -> web.Response:
     worker = await _worker(request)
-    doc = await _json_body(request)
+    doc = await read_json_object(request, RESULT_MAX_BYTES)
     ids = doc.get("ids", [])
     if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 1000:
         raise RequestError(400, "ids must be a list of job ids")
