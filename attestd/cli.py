@@ -333,10 +333,11 @@ async def _with_job_store(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T
 @click.argument("name")
 def workers_add(name: str) -> None:
     """Register worker NAME; prints its bearer token alone on the last line (shown once)."""
-    if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum():
-        raise click.BadParameter("use letters, digits, '-' and '_' (at most 100)")
-    if name == "in-node":
-        raise click.BadParameter("'in-node' is the node's own worker")
+    from attestd.jobs.store import worker_name_problem
+
+    problem = worker_name_problem(name)
+    if problem is not None:
+        raise click.BadParameter(problem)
     cfg = _config()
     _check_schema(cfg)
     try:
@@ -476,6 +477,54 @@ def admin_token_revoke(name: str) -> None:
         click.echo(f"no admin token named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)
     click.echo(f"revoked admin token {name!r}")
+
+
+async def _with_users(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from attestd.admin_users import AdminUsers
+    from attestd.db.engine import create_engine
+
+    engine = create_engine(cfg.database.url)
+    try:
+        return await fn(AdminUsers(engine))
+    finally:
+        await engine.dispose()
+
+
+@admin.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input (for scripts).")
+def admin_set_password(name: str, password_stdin: bool) -> None:
+    """Create the admin login NAME for the pages at /admin/, or change its password
+    (every session it has ends). Asks for the password unless --password-stdin."""
+    if not name.strip() or len(name) > 100 or not name.isprintable():
+        raise click.BadParameter("NAME must be 1 to 100 printable characters")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    cfg = _config()
+    _check_schema(cfg)
+    from attestd.admin_users import PasswordRejected
+
+    try:
+        new = _run(lambda: _with_users(cfg, lambda users: users.set_password(name, password)))
+    except PasswordRejected as exc:
+        raise click.BadParameter(str(exc)) from None
+    click.echo(f"admin login {name!r} {'created' if new else 'updated; its sessions ended'}; "
+               "log in at /admin/login")
+
+
+@admin.command("remove-login")
+@click.argument("name")
+def admin_remove_login(name: str) -> None:
+    """Remove the admin login NAME and end its sessions."""
+    cfg = _config()
+    _check_schema(cfg)
+    if not _run(lambda: _with_users(cfg, lambda users: users.remove(name))):
+        click.echo(f"no admin login named {name!r}", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"removed admin login {name!r}")
 
 
 # The federation and review groups live in their own module (it imports this one's helpers).

@@ -14,21 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import click
-from uuid6 import uuid7
 
 from activitypub import ActivityPubError
-from activitypub._activities import follow, respond, undo
 from activitypub.fetch import Fetcher, make_session
+from attestd import review_actions
 from attestd.cli import EXIT_REJECTED, _actor, _config, _run
 from attestd.config import Config
+from attestd.federation import manage
 from attestd.federation.attestations import ATTESTED_LABELS
-from attestd.federation.follow import FollowError, follow_peer
+from attestd.federation.follow import FollowError
 from attestd.federation.peers import PeerStore
 from attestd.federation.publisher import Identity, Publisher
 from attestd.federation.runtime import USER_AGENT, actor_spec, identity
 from attestd.federation.store import FederationStore
 from attestd.keys import load_keys
-from attestd.model import AuditEntry
 from attestd.review import REVIEW_KINDS, ReviewQueue
 from attestd.services import NodeServices, open_services
 from attestd.trust import TRUST_LEVELS
@@ -44,6 +43,14 @@ class _Fed:
     review: ReviewQueue
     me: Identity
 
+    @property
+    def federated(self) -> manage.Federated:
+        return manage.Federated(self.svc.store, self.fstore, self.peers, self.me)
+
+    @property
+    def reviewer(self) -> review_actions.Reviewer:
+        return review_actions.Reviewer(self.svc.store, self.publisher, self.review)
+
 
 @contextlib.asynccontextmanager
 async def _open(cfg: Config) -> AsyncIterator[_Fed]:
@@ -51,11 +58,7 @@ async def _open(cfg: Config) -> AsyncIterator[_Fed]:
         fstore = FederationStore(svc.store)
         me = identity(cfg, load_keys(cfg.keys_dir))
         yield _Fed(svc, fstore, PeerStore(svc.store), Publisher(svc.store, fstore, me),
-                   ReviewQueue(svc.store), me)
-
-
-def _activity_id(me: Identity) -> str:
-    return f"{me.base}/activities/{uuid7()}"
+                   svc.review, me)
 
 
 # -- peers ---------------------------------------------------------------------------------
@@ -87,13 +90,10 @@ def peers_add(target: str, trust: str, perceptual_ok: bool) -> None:
             fetcher = Fetcher(session, key_id=spec.main_key_id, private_key=keys.rsa,
                               allow_private=private)
             async with _open(cfg) as fed:
-                actor_url = await follow_peer(
-                    fetcher=fetcher, peers=fed.peers, fstore=fed.fstore, me=fed.me,
-                    target=target, trust=trust, perceptual_ok=perceptual_ok,  # type: ignore[arg-type]
-                    plain_http=private)
-                await fed.svc.store.write_audit([AuditEntry(
-                    actor=_actor(), action="peer_add", source=actor_url, label=trust)])
-        except (ActivityPubError, FollowError) as exc:
+                actor_url = await manage.add_peer(
+                    fed.federated, fetcher, target, trust, perceptual_ok=perceptual_ok,
+                    actor=_actor(), plain_http=private)
+        except (ActivityPubError, FollowError, manage.ManageError) as exc:
             raise click.ClickException(f"cannot follow {target}: {exc}") from None
         finally:
             await session.close()
@@ -144,10 +144,9 @@ def peers_trust(actor: str, level: str, perceptual_ok: bool) -> None:
 
     async def go() -> None:
         async with _open(cfg) as fed:
-            if not await fed.peers.set_trust(actor, level, perceptual_ok):  # type: ignore[arg-type]
+            if not await manage.set_trust(fed.federated, actor, level,
+                                          perceptual_ok=perceptual_ok, actor=_actor()):
                 raise click.ClickException(f"{actor} is not a peer (see `attestd peers list`)")
-            await fed.svc.store.write_audit([AuditEntry(
-                actor=_actor(), action="peer_trust", source=actor, label=level)])
         click.echo(f"{actor}: trust {level}{' + perceptual ok' if perceptual_ok else ''}")
 
     _run(go)
@@ -161,15 +160,8 @@ def peers_remove(actor: str) -> None:
 
     async def go() -> None:
         async with _open(cfg) as fed:
-            peer = await fed.peers.remove(actor)
-            if peer is None:
+            if await manage.unfollow(fed.federated, actor, actor=_actor()) is None:
                 raise click.ClickException(f"{actor} is not a peer (see `attestd peers list`)")
-            if peer.follow_id:
-                await fed.fstore.enqueue([peer.inbox], undo(
-                    _activity_id(fed.me), fed.me.actor,
-                    follow(peer.follow_id, fed.me.actor, peer.actor)))
-            await fed.svc.store.write_audit([AuditEntry(
-                actor=_actor(), action="peer_remove", source=actor)])
         click.echo(f"unfollowed {actor}; its attestations no longer count")
 
     _run(go)
@@ -203,34 +195,26 @@ def followers_list(as_json: bool) -> None:
     _run(go)
 
 
-def _answer(kind: str) -> Any:
-    state = "accepted" if kind == "Accept" else "rejected"
-
+def _answer(accept: bool) -> Any:
     @click.argument("actor")
     def cmd(actor: str) -> None:
         cfg = _config()
 
         async def go() -> None:
             async with _open(cfg) as fed:
-                row = await fed.fstore.get_follower(actor)
-                if row is None:
+                if not await manage.answer_follower(fed.federated, actor, accept=accept,
+                                                    actor=_actor()):
                     raise click.ClickException(f"{actor} has not asked to follow this node")
-                await fed.fstore.set_follower_state(actor, state)
-                await fed.fstore.enqueue([row["shared_inbox"] or row["inbox"]], respond(
-                    kind, _activity_id(fed.me), fed.me.actor,
-                    row["follow_activity"] or follow("", actor, fed.me.actor)))
-                await fed.svc.store.write_audit([AuditEntry(
-                    actor=_actor(), action=f"follower_{state}", source=actor)])
-            click.echo(f"{actor}: {state}")
+            click.echo(f"{actor}: {'accepted' if accept else 'rejected'}")
 
         _run(go)
     return cmd
 
 
 followers.command("approve", help="Let ACTOR follow: it receives and may read attestations.")(
-    _answer("Accept"))
+    _answer(True))
 followers.command("reject", help="Refuse ACTOR (or stop an accepted follower).")(
-    _answer("Reject"))
+    _answer(False))
 
 
 # -- review --------------------------------------------------------------------------------
@@ -303,20 +287,8 @@ def review_mark(files: tuple[Path, ...], shas: tuple[str, ...], label: str, note
     async def go() -> None:
         async with _open(cfg) as fed:
             for given, sha, hashes in await _targets(fed, files, shas):
-                # A human's word replaces every earlier verdict of ours on this image.
-                await fed.svc.store.supersede_verdicts(sha)
-                source = f"review:{_actor()}"
-                if hashes is not None:
-                    verdict = await fed.svc.store.record_verdict(hashes, label, "human_review",
-                                                                 source)
-                else:
-                    verdict = await fed.svc.store.add_verdict(sha, label, "human_review", source)
-                attestation = await fed.publisher.publish_verdict(verdict, hashes)
-                await fed.review.resolve(sha)
-                await fed.svc.store.write_audit([AuditEntry(
-                    actor=_actor(), action="review_mark", sha256=sha, label=label,
-                    source=f"verdict:{verdict.id}", reason=note or None,
-                    detail={"given": given, "attestation": attestation})])
+                _, attestation = await review_actions.confirm(
+                    fed.reviewer, sha, hashes, label, actor=_actor(), note=note, given=given)
                 how = "exact sha256 only" if hashes is None else f"{len(hashes.frames)} frame(s)"
                 click.echo(f"{given}: {label} (human review, {how}); published {attestation}")
 
@@ -334,13 +306,9 @@ def review_clear(files: tuple[Path, ...], shas: tuple[str, ...], note: str) -> N
         any_found = False
         async with _open(cfg) as fed:
             for given, sha, _ in await _targets(fed, files, shas):
-                n = await fed.svc.store.supersede_verdicts(sha)
-                retracted = await fed.publisher.retract(sha)
-                await fed.review.resolve(sha)
+                n, retracted = await review_actions.withdraw(
+                    fed.reviewer, sha, actor=_actor(), note=note, given=given)
                 any_found = any_found or bool(n or retracted)
-                await fed.svc.store.write_audit([AuditEntry(
-                    actor=_actor(), action="review_clear", sha256=sha, reason=note or None,
-                    detail={"given": given, "verdicts": n, "attestations": retracted})])
                 click.echo(f"{given}: retracted {n} verdict(s) and {len(retracted)} attestation(s)")
         if not any_found:
             sys.exit(EXIT_REJECTED)

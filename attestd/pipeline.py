@@ -101,11 +101,11 @@ class CheckPipeline:
                 hashes = await asyncio.shield(self._hash_and_keep(data))
             except UnreadableImage as exc:
                 if self.review is not None:
-                    await self.review.add(sha, "unreadable", exc.reason)
+                    await self.review.add(sha, "unreadable", exc.reason, data=data)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
             lookup = dataclasses.replace(lookup, hashes=hashes)
-        outcome = await self._decide_known(sha, lookup)
+        outcome = await self._decide_known(sha, lookup, data)
         if outcome is not None:
             return outcome
         hashes = lookup.hashes
@@ -122,7 +122,8 @@ class CheckPipeline:
         return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
                                    "classifier is enabled")
 
-    async def _decide_known(self, sha: str, lookup: Lookup) -> CheckOutcome | None:
+    async def _decide_known(self, sha: str, lookup: Lookup,
+                            data: bytes | None = None) -> CheckOutcome | None:
         """Steps 1 to 4 (overrides, verdicts, lists, peers, index); None if nobody judged."""
         hashes = lookup.hashes
         matches = self.index.match(hashes.frames) if hashes is not None else []
@@ -139,7 +140,7 @@ class CheckPipeline:
         outcome = decide_known(sha, lookup, matches, self.policy.actions,
                                peer_claims=peer_claims, quorum=self.quorum)
         if outcome is not None and outcome.detail.get("disputed") and self.review is not None:
-            await self.review.add(sha, "disputed", outcome.reason)
+            await self.review.add(sha, "disputed", outcome.reason, label=outcome.label, data=data)
         return outcome
 
     async def _hash_and_keep(self, data: bytes) -> ImageHashes:

@@ -31,6 +31,7 @@ class NodeServices:
     pool: DecodePool
     pipeline: CheckPipeline
     jobs: JobQueue
+    review: ReviewQueue
 
 
 @contextlib.asynccontextmanager
@@ -60,13 +61,14 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         jobs = JobQueue(store, JobStore(store), blobs, JobSettings(
             lease_s=config.workers.lease_s, max_claim=config.workers.max_claim,
             max_wait_s=config.workers.max_wait_s, quorum=config.federation.bad_quorum))
+        review = ReviewQueue(store, BlobStore(config.node.data_dir / "review"))
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
             classify_unknown=config.classifier.enabled or config.workers.enabled,
-            review=ReviewQueue(store), quorum=config.federation.bad_quorum)
+            review=review, quorum=config.federation.bad_quorum)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
-                           pipeline=pipeline, jobs=jobs)
+                           pipeline=pipeline, jobs=jobs, review=review)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -10,7 +10,9 @@ import io
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import imagehash
 import numpy as np
@@ -50,6 +52,8 @@ SUPPORTED_FORMATS: dict[str, str] = {
 # differed from a careful 512 px one by a median of 16 bits. bench_hash.py measures both.
 HASH_SIDE = 512
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
@@ -79,6 +83,14 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
 
     Raises UnreadableImage with a kind and a reason a person can act on.
     """
+    if looks_like_video(data):
+        return _guarded(lambda: _hash_video(data, limits), data, limits)
+    return _guarded(lambda: _hash_decoded(data, limits), data, limits)
+
+
+def _guarded(work: Callable[[], T], data: bytes, limits: DecodeLimits) -> T:
+    """Run decoding ``work``, turning every way a hostile file can make it fail into
+    UnreadableImage."""
     if not data:
         raise UnreadableImage("empty", "the body is empty: no image bytes were sent")
     if len(data) > limits.max_bytes:
@@ -92,9 +104,7 @@ def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if looks_like_video(data):
-                return _hash_video(data, limits)
-            return _hash_decoded(data, limits)
+            return work()
     except UnreadableImage:
         raise
     except MemoryError:
@@ -166,31 +176,8 @@ def _looks_like_markup(data: bytes) -> bool:
 
 def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
     with Image.open(io.BytesIO(data)) as im:
-        fmt = im.format or "unknown"
-        if fmt not in SUPPORTED_FORMATS:
-            raise UnreadableImage(
-                "unsupported", f"{fmt} images are not supported; accepted: "
-                f"{', '.join(sorted(set(SUPPORTED_FORMATS.values())))}")
+        fmt, frame_count = _check_opened(im, data, limits)
         width, height = im.size
-        if width <= 0 or height <= 0:
-            raise UnreadableImage("corrupt", f"the image claims an empty size {width}x{height}")
-        if width * height > limits.max_pixels:
-            raise UnreadableImage(
-                "too_large",
-                f"the image is {width}x{height} = {width * height} pixels, over the limit of "
-                f"{limits.max_pixels} (scanner.max_pixels)",
-            )
-        _refuse_polyglot(data, fmt)
-        metadata = sum(len(v) for v in im.info.values() if isinstance(v, (bytes, str)))
-        if metadata > limits.max_metadata_bytes:
-            raise UnreadableImage(
-                "too_large", f"the image carries {metadata} bytes of metadata (EXIF, ICC, "
-                f"comments), over the limit of {limits.max_metadata_bytes}")
-        frame_count = _frame_count(im)
-        if frame_count > limits.max_total_frames:
-            raise UnreadableImage(
-                "too_large", f"the animation has {frame_count} frames, over the limit of "
-                f"{limits.max_total_frames}")
         frames = tuple(
             _hash_frame(im, index, fmt) for index in sample_frames(frame_count, limits.max_frames)
         )
@@ -202,6 +189,59 @@ def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
         frame_count=frame_count,
         frames=frames,
     )
+
+
+def _check_opened(im: Image.Image, data: bytes, limits: DecodeLimits) -> tuple[str, int]:
+    """(format, frame count) of an opened image, or UnreadableImage if it breaks a rule."""
+    fmt = im.format or "unknown"
+    if fmt not in SUPPORTED_FORMATS:
+        raise UnreadableImage(
+            "unsupported", f"{fmt} images are not supported; accepted: "
+            f"{', '.join(sorted(set(SUPPORTED_FORMATS.values())))}")
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise UnreadableImage("corrupt", f"the image claims an empty size {width}x{height}")
+    if width * height > limits.max_pixels:
+        raise UnreadableImage(
+            "too_large",
+            f"the image is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{limits.max_pixels} (scanner.max_pixels)",
+        )
+    _refuse_polyglot(data, fmt)
+    metadata = sum(len(v) for v in im.info.values() if isinstance(v, (bytes, str)))
+    if metadata > limits.max_metadata_bytes:
+        raise UnreadableImage(
+            "too_large", f"the image carries {metadata} bytes of metadata (EXIF, ICC, "
+            f"comments), over the limit of {limits.max_metadata_bytes}")
+    frame_count = _frame_count(im)
+    if frame_count > limits.max_total_frames:
+        raise UnreadableImage(
+            "too_large", f"the animation has {frame_count} frames, over the limit of "
+            f"{limits.max_total_frames}")
+    return fmt, frame_count
+
+
+def first_frame(data: bytes, limits: DecodeLimits, side: int) -> Image.Image:
+    """The first frame of an image or video as RGB, at most ``side`` px on its longer side,
+    under the same limits and checks as hashing. Raises UnreadableImage."""
+    return _guarded(lambda: _first_frame(data, limits, side), data, limits)
+
+
+def _first_frame(data: bytes, limits: DecodeLimits, side: int) -> Image.Image:
+    if looks_like_video(data):
+        _, _, _, _, frames = sample_video(data, 1, limits.max_pixels)
+        frame = next(iter(frames), None)
+        if frame is None:
+            raise UnreadableImage("corrupt", "the video has no decodable frame")
+    else:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, _ = _check_opened(im, data, limits)
+            if fmt in ("JPEG", "MPO"):
+                im.draft("RGB", _fit(im.size, side))
+            frame = im.convert("RGB")
+    if max(frame.size) > side:
+        frame = frame.resize(_fit(frame.size, side), Image.Resampling.BOX)
+    return frame
 
 
 def _hash_video(data: bytes, limits: DecodeLimits) -> ImageHashes:

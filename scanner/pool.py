@@ -12,12 +12,16 @@ import os
 import resource
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
 from scanner.decoding import DecodeLimits, hash_image_bytes
 from scanner.errors import UnreadableImage
 from scanner.hashes import ImageHashes
+from scanner.preview import render_preview
+
+T = TypeVar("T")
 
 
 class DecodePool:
@@ -46,8 +50,15 @@ class DecodePool:
 
     async def hash(self, data: bytes) -> ImageHashes:
         """Hash ``data`` in a worker. Raises UnreadableImage for anything it cannot read."""
-        future = self._pool.schedule(self._func, args=(data, self.limits),
-                                     timeout=self.timeout_s)
+        return await self._run(self._func, (data, self.limits))
+
+    async def preview(self, data: bytes, *, side: int, obscured: bool) -> bytes:
+        """A still JPEG of the first frame (see :func:`scanner.preview.render_preview`),
+        made in a worker. Raises UnreadableImage."""
+        return await self._run(render_preview, (data, self.limits, side, obscured))
+
+    async def _run(self, func: Callable[..., T], args: tuple[Any, ...]) -> T:
+        future = self._pool.schedule(func, args=args, timeout=self.timeout_s)
         try:
             return await asyncio.wrap_future(future)
         except UnreadableImage:

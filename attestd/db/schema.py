@@ -172,6 +172,31 @@ admin_tokens = Table(
     Column("last_used_at", DateTime(timezone=True), nullable=True),
 )
 
+# People who log in to the admin pages (``attestd admin set-password``): scrypt hashes.
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Browser sessions, by digest of the cookie's secret; each carries its CSRF token and the
+# csam_suspect images its admin chose to see (one opt-in per image).
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("name", String(100), ForeignKey("admin_users.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revealed", JSON, nullable=True),
+    Index("ix_admin_sessions_name", "name"),
+)
+
 # Activities waiting to be (or already) delivered, one row per destination inbox.
 deliveries = Table(
     "deliveries",
@@ -283,13 +308,16 @@ published_attestations = Table(
     Index("ix_published_attestations_sha256", "sha256"),
 )
 
-# What a human should look at: disputed, flagged by our classifier, unreadable.
+# What a human should look at: disputed, flagged by our classifier, unreadable, and
+# images accepted under accept_and_rescan that a classifier later judged bad.
 review_items = Table(
     "review_items",
     metadata,
     Column("sha256", String(64), primary_key=True),
-    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable
+    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable | rescan
     Column("reason", Text, nullable=False),
+    # The label it was queued with (csam_suspect is never shown without a per-image opt-in).
+    Column("label", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
 )

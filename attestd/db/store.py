@@ -437,6 +437,12 @@ class Store:
             await conn.execute(_insert_ignore(conn)(t.jobs).values(
                 sha256=sha256, state="queued", reason=reason, created_at=utcnow(),
                 attempts=0).on_conflict_do_nothing())
+            if reason == "accept_and_rescan":
+                # The check gave up waiting and let the image in: whatever the job was
+                # queued for, its result now concerns an image already in storage.
+                await conn.execute(update(t.jobs).where(
+                    (t.jobs.c.sha256 == sha256) & t.jobs.c.state.in_(("queued", "leased")))
+                    .values(reason=reason))
 
     async def queue_depth(self) -> int:
         async with self.engine.connect() as conn:

@@ -1,161 +1,416 @@
 """The admin JSON API under /api/v1/admin/: what the CLI does, for a browser or a script.
 
-Every route needs ``Authorization: Bearer <token>`` from ``attestd admin token create``.
-Actions are audited with the actor ``admin:<token name>``.
+Every route needs ``Authorization: Bearer <token>`` from ``attestd admin token create``, or
+a logged-in browser session (whose state-changing requests carry its CSRF token).
+Actions are audited with the actor ``admin:<token name>`` or ``admin-ui:<login>``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, or_, select
 
-from attestd import overrides
-from attestd.admin_tokens import AdminTokens
-from attestd.db import schema as t
-from attestd.errors import RequestError
-from attestd.http.appkeys import INDEX, STORE
+from activitypub import ActivityPubError
+from attestd import admin_queries, overrides, review_actions
+from attestd.errors import AttestdError, RequestError
+from attestd.federation import manage
+from attestd.federation.attestations import ATTESTED_LABELS
+from attestd.federation.follow import FollowError
+from attestd.federation.peers import Peer
+from attestd.http.admin_auth import require_admin
+from attestd.http.admin_context import federated, quarantine_target, reviewer
+from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, SERVICES, STORE
 from attestd.http.body import read_json_object
-from attestd.model import Override, utcnow
+from attestd.jobs.store import JobStore, worker_name_problem
+from attestd.model import Override
+from attestd.review import REVIEW_KINDS, ReviewItem
 from scanner import normalise_hex
 
 PREFIX = "/api/v1/admin"
 BODY_MAX_BYTES = 64 * 1024
 AUDIT_MAX_ROWS = 10_000
+REVIEW_ACTIONS = ("confirm", "mark_ok", "quarantine")
+BAD_LABELS = tuple(label for label in ATTESTED_LABELS if label != "ok")
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get(f"{PREFIX}/stats", stats)
-    app.router.add_get(f"{PREFIX}/audit", audit)
-    app.router.add_get(f"{PREFIX}/overrides", list_overrides)
-    app.router.add_post(f"{PREFIX}/overrides", add_override)
-    app.router.add_delete(f"{PREFIX}/overrides/{{id}}", delete_override)
+    r = app.router
+    r.add_get(f"{PREFIX}/stats", stats)
+    r.add_get(f"{PREFIX}/audit", audit)
+    r.add_get(f"{PREFIX}/overrides", list_overrides)
+    r.add_post(f"{PREFIX}/overrides", add_override)
+    r.add_delete(f"{PREFIX}/overrides/{{id}}", delete_override)
+    r.add_get(f"{PREFIX}/review", list_review)
+    r.add_post(f"{PREFIX}/review/{{sha256}}", act_on_review)
+    r.add_get(f"{PREFIX}/peers", list_peers)
+    r.add_post(f"{PREFIX}/peers", add_peer)
+    r.add_post(f"{PREFIX}/peers/trust", set_peer_trust)
+    r.add_post(f"{PREFIX}/peers/remove", remove_peer)
+    r.add_get(f"{PREFIX}/followers", list_followers)
+    r.add_post(f"{PREFIX}/followers/approve", approve_follower)
+    r.add_post(f"{PREFIX}/followers/reject", reject_follower)
+    r.add_get(f"{PREFIX}/workers", list_workers)
+    r.add_post(f"{PREFIX}/workers", add_worker)
+    r.add_delete(f"{PREFIX}/workers/{{name}}", remove_worker)
+    r.add_get(f"{PREFIX}/hashes", list_hash_sources)
+    r.add_get(f"{PREFIX}/hashes/{{sha256}}", image_record)
 
 
-async def _admin(request: web.Request) -> str:
-    """The audit actor for an authenticated admin request; 401 otherwise."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise RequestError(401, "missing bearer token: send Authorization: Bearer <token> from "
-                                "`attestd admin token create NAME`")
-    name = await AdminTokens(request.app[STORE].engine).name_for(token.strip())
-    if name is None:
-        raise RequestError(401, "unknown admin token (was it revoked?)")
-    return f"admin:{name}"
+# -- parameters ---------------------------------------------------------------------------
 
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
+    if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise RequestError(400, f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 
 
-def _override_json(ov: Override) -> dict[str, Any]:
+def sha_param(raw: str, what: str = "sha256") -> str:
+    try:
+        return normalise_hex(raw, 64, what)
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+def note_param(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 2000:
+        raise RequestError(400, "note must be a string of at most 2000 characters")
+    return value
+
+
+def text_param(doc: dict[str, Any], name: str, max_chars: int = 2048) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > max_chars:
+        raise RequestError(400, f"{name} must be a non-empty string of at most {max_chars} "
+                                "characters")
+    return value.strip()
+
+
+def bool_param(doc: dict[str, Any], name: str) -> bool:
+    value = doc.get(name, False)
+    if not isinstance(value, bool):
+        raise RequestError(400, f"{name} must be true or false")
+    return value
+
+
+# -- overrides ----------------------------------------------------------------------------
+
+def override_json(ov: Override) -> dict[str, Any]:
     return {"id": ov.id, "sha256": ov.sha256, "action": ov.action, "note": ov.note,
             "created_by": ov.created_by, "created_at": ov.created_at.isoformat()}
 
 
 async def list_overrides(request: web.Request) -> web.Response:
-    await _admin(request)
+    await require_admin(request)
     return web.json_response({"overrides": [
-        _override_json(ov) for ov in await request.app[STORE].list_overrides()]})
+        override_json(ov) for ov in await request.app[STORE].list_overrides()]})
 
 
 async def add_override(request: web.Request) -> web.Response:
-    actor = await _admin(request)
+    admin = await require_admin(request)
     doc = await read_json_object(request, BODY_MAX_BYTES)
     action = doc.get("action")
     if action not in ("allow", "block"):
         raise RequestError(400, "action must be \"allow\" or \"block\"")
-    note = doc.get("note", "")
-    if not isinstance(note, str) or len(note) > 2000:
-        raise RequestError(400, "note must be a string of at most 2000 characters")
-    try:
-        sha = normalise_hex(str(doc.get("sha256", "")), 64, "sha256")
-    except ValueError as exc:
-        raise RequestError(400, str(exc)) from None
+    note = note_param(doc.get("note"))
+    sha = sha_param(str(doc.get("sha256", "")))
     store = request.app[STORE]
     ov, frames = await overrides.set_override(store, action, sha, await store.get_hashes(sha),
-                                              note, actor, "api")
-    return web.json_response({**_override_json(ov), "perceptual_frames": frames}, status=201)
+                                              note, admin.actor, "api")
+    return web.json_response({**override_json(ov), "perceptual_frames": frames}, status=201)
 
 
 async def delete_override(request: web.Request) -> web.Response:
-    actor = await _admin(request)
+    admin = await require_admin(request)
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18:
         raise RequestError(400, f"{raw[:40]!r} is not an override id")
-    removed = await overrides.remove_override(request.app[STORE], actor, override_id=int(raw))
+    removed = await overrides.remove_override(request.app[STORE], admin.actor,
+                                              override_id=int(raw))
     if removed is None:
         raise RequestError(404, f"no override {raw}")
-    return web.json_response(_override_json(removed))
+    return web.json_response(override_json(removed))
+
+
+# -- audit and stats ----------------------------------------------------------------------
+
+def audit_csv(entries: list[dict[str, Any]]) -> web.Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=admin_queries.AUDIT_FIELDS)
+    writer.writeheader()
+    for entry in entries:
+        writer.writerow({k: admin_queries.spreadsheet_safe(v) for k, v in entry.items()})
+    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="attestd-audit.csv"'})
 
 
 async def audit(request: web.Request) -> web.StreamResponse:
     """The audit log, newest first. ``q`` searches sha256 (prefix), actor, action, source
     and reason; ``before`` pages by id; ``format=csv`` downloads it."""
-    await _admin(request)
-    limit = _int_param(request, "limit", 100, 1, AUDIT_MAX_ROWS)
-    before = _int_param(request, "before", 0, 0, 2**62)
+    await require_admin(request)
+    limit = int_param(request, "limit", 100, 1, AUDIT_MAX_ROWS)
+    before = int_param(request, "before", 0, 0, 2**62)
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         raise RequestError(400, "format must be json or csv")
-    a = t.audit_log
-    query = select(a).order_by(a.c.id.desc()).limit(limit)
-    if before:
-        query = query.where(a.c.id < before)
-    q = request.query.get("q", "").strip()
-    if len(q) > 200:
-        raise RequestError(400, "q is at most 200 characters")
-    if q:
-        query = query.where(or_(a.c.sha256.startswith(q.lower(), autoescape=True),
-                                a.c.actor.contains(q, autoescape=True),
-                                a.c.action == q,
-                                a.c.source.contains(q, autoescape=True),
-                                a.c.reason.contains(q, autoescape=True)))
-    async with request.app[STORE].engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    fields = ("id", "at", "actor", "action", "sha256", "decision", "label", "source", "reason")
-    items = [{f: (getattr(r, f).isoformat() if f == "at" else getattr(r, f)) for f in fields}
-             for r in rows]
-    if fmt == "json":
-        return web.json_response({"entries": items,
-                                  "next_before": items[-1]["id"] if len(items) == limit else None})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    for item in items:
-        # A cell starting with = + - @ would run as a formula in a spreadsheet.
-        writer.writerow({k: ("'" + v if isinstance(v, str) and v[:1] in "=+-@" else v)
-                         for k, v in item.items()})
-    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
-        "Content-Disposition": 'attachment; filename="attestd-audit.csv"'})
+    q = request.query.get("q", "")
+    if len(q) > admin_queries.AUDIT_QUERY_MAX_CHARS:
+        raise RequestError(400, f"q is at most {admin_queries.AUDIT_QUERY_MAX_CHARS} characters")
+    items = await admin_queries.audit_entries(request.app[STORE].engine, q=q, limit=limit,
+                                              before=before)
+    if fmt == "csv":
+        return audit_csv(items)
+    return web.json_response({"entries": items,
+                              "next_before": items[-1]["id"] if len(items) == limit else None})
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Checks in the last 24 hours by outcome and by what decided them; queue and index."""
-    await _admin(request)
-    a = t.audit_log
-    since = utcnow() - timedelta(hours=24)
-    async with request.app[STORE].engine.connect() as conn:
-        rows = (await conn.execute(
-            select(a.c.decision, a.c.source, func.count()).where(
-                a.c.action == "check", a.c.at >= since).group_by(a.c.decision, a.c.source))).all()
-    by_decision: dict[str, int] = {}
-    by_source: dict[str, int] = {}
-    for decision, source, n in rows:
-        by_decision[decision or "none"] = by_decision.get(decision or "none", 0) + n
-        kind = (source or "none").split(":", 1)[0]
-        by_source[kind] = by_source.get(kind, 0) + n
+    """Checks in the last 24 hours by outcome and by what decided them, per hour; queue,
+    review and index sizes."""
+    await require_admin(request)
+    svc = request.app[SERVICES]
+    act = await admin_queries.activity(svc.store.engine, 24)
     return web.json_response({
-        "checks_24h": {"by_decision": by_decision, "by_source": by_source},
-        "queue_depth": await request.app[STORE].queue_depth(),
+        "checks_24h": {"by_decision": act.by_decision, "by_source": act.by_source,
+                       "per_hour": [{"hour": h.isoformat(), **counts} for h, counts in act.per_hour]},
+        "queue_depth": await svc.store.queue_depth(),
+        "review_open": await svc.review.open_count(),
         "index_entries": len(request.app[INDEX]),
+    })
+
+
+# -- review -------------------------------------------------------------------------------
+
+def review_json(item: ReviewItem, never_shown: bool) -> dict[str, Any]:
+    return {"sha256": item.sha256, "kind": item.kind, "label": item.label,
+            "reason": item.reason, "since": item.created_at.isoformat(),
+            "never_shown_without_opt_in": never_shown}
+
+
+async def list_review(request: web.Request) -> web.Response:
+    """Open review items, oldest first (``kind`` filters)."""
+    await require_admin(request)
+    kind = request.query.get("kind") or None
+    if kind is not None and kind not in REVIEW_KINDS:
+        raise RequestError(400, f"kind must be one of {', '.join(REVIEW_KINDS)}")
+    review = request.app[SERVICES].review
+    items = await review.items(kind, limit=int_param(request, "limit", 200, 1, 1000))
+    return web.json_response({"items": [review_json(it, await review.never_shown(it.sha256))
+                                        for it in items]})
+
+
+async def review_action(request: web.Request, actor: str, sha: str, action: str, label: str,
+                        note: str) -> dict[str, Any]:
+    """Take a review action (confirm, mark_ok, quarantine) on ``sha``; shared by the API
+    and the pages. Raises RequestError for what cannot be done."""
+    if action not in REVIEW_ACTIONS:
+        raise RequestError(400, f"action must be one of {', '.join(REVIEW_ACTIONS)}")
+    rv = reviewer(request.app)
+    hashes = await rv.store.get_hashes(sha)
+    try:
+        if action == "confirm":
+            if not label:
+                item = await rv.review.get(sha)
+                label = item.label if item is not None and item.label else ""
+            if label not in BAD_LABELS:
+                raise RequestError(400, f"label must be one of {', '.join(BAD_LABELS)}")
+            verdict, attestation = await review_actions.confirm(rv, sha, hashes, label,
+                                                                actor=actor, note=note)
+            return {"verdict": verdict.id, "label": label, "attestation": attestation}
+        if action == "mark_ok":
+            ov, n, retracted = await review_actions.mark_ok(rv, sha, actor=actor, note=note)
+            return {"override": ov.id, "verdicts_withdrawn": n, "retracted": retracted}
+        where = await review_actions.quarantine(
+            rv, sha, hashes, quarantine_target(request.app), actor=actor,
+            node=request.app[CONFIG].node.base_url, note=note)
+        return {"quarantined_to": where}
+    except review_actions.ReviewActionError as exc:
+        raise RequestError(409, str(exc)) from None
+
+
+async def act_on_review(request: web.Request) -> web.Response:
+    """``{"action": "confirm" | "mark_ok" | "quarantine", "label": ..., "note": ...}``"""
+    admin = await require_admin(request)
+    sha = sha_param(request.match_info["sha256"])
+    doc = await read_json_object(request, BODY_MAX_BYTES)
+    result = await review_action(request, admin.actor, sha, str(doc.get("action", "")),
+                                 str(doc.get("label") or ""), note_param(doc.get("note")))
+    return web.json_response({"sha256": sha, "action": doc["action"], **result})
+
+
+# -- peers and followers ------------------------------------------------------------------
+
+def peer_json(p: Peer) -> dict[str, Any]:
+    return {"actor": p.actor, "state": p.state, "trust": p.trust,
+            "perceptual_ok": p.perceptual_ok,
+            "last_seen": p.last_seen_at.isoformat() if p.last_seen_at else None,
+            "attestations": p.attestations, "disagreements": p.disagreements,
+            "last_error": p.last_error}
+
+
+async def list_peers(request: web.Request) -> web.Response:
+    await require_admin(request)
+    return web.json_response({"peers": [peer_json(p) for p in
+                                        await request.app[FEDERATION].peers.all()]})
+
+
+async def follow(request: web.Request, actor: str, target: str, trust: str,
+                 perceptual_ok: bool) -> str:
+    """Follow ``target``; shared by the API and the pages."""
+    fed = request.app[FEDERATION]
+    private = request.app[CONFIG].federation.allow_private_addresses
+    try:
+        return await manage.add_peer(federated(request.app), fed.fetcher, target, trust,
+                                     perceptual_ok=perceptual_ok, actor=actor,
+                                     plain_http=private)
+    except (ActivityPubError, FollowError, manage.ManageError) as exc:
+        raise RequestError(422, f"cannot follow {target}: {exc}") from None
+
+
+async def add_peer(request: web.Request) -> web.Response:
+    """``{"target": URL or @name@host, "trust": ..., "perceptual_ok": false}``"""
+    admin = await require_admin(request)
+    doc = await read_json_object(request, BODY_MAX_BYTES)
+    actor_url = await follow(request, admin.actor, text_param(doc, "target"),
+                             text_param(doc, "trust", 16), bool_param(doc, "perceptual_ok"))
+    return web.json_response({"actor": actor_url, "state": "pending"}, status=201)
+
+
+async def change_trust(request: web.Request, actor: str, peer: str, trust: str,
+                       perceptual_ok: bool) -> None:
+    """Set a peer's trust; shared by the API and the pages."""
+    try:
+        found = await manage.set_trust(federated(request.app), peer, trust,
+                                       perceptual_ok=perceptual_ok, actor=actor)
+    except manage.ManageError as exc:
+        raise RequestError(400, str(exc)) from None
+    if not found:
+        raise RequestError(404, f"{peer} is not a peer")
+
+
+async def set_peer_trust(request: web.Request) -> web.Response:
+    """``{"actor": URL, "trust": "none" | "bad_only" | "full", "perceptual_ok": false}``"""
+    admin = await require_admin(request)
+    doc = await read_json_object(request, BODY_MAX_BYTES)
+    peer = text_param(doc, "actor")
+    await change_trust(request, admin.actor, peer, text_param(doc, "trust", 16),
+                       bool_param(doc, "perceptual_ok"))
+    return web.json_response({"actor": peer, "trust": doc["trust"],
+                              "perceptual_ok": bool(doc.get("perceptual_ok"))})
+
+
+async def remove_peer(request: web.Request) -> web.Response:
+    admin = await require_admin(request)
+    peer = text_param(await read_json_object(request, BODY_MAX_BYTES), "actor")
+    if await manage.unfollow(federated(request.app), peer, actor=admin.actor) is None:
+        raise RequestError(404, f"{peer} is not a peer")
+    return web.json_response({"actor": peer, "removed": True})
+
+
+async def list_followers(request: web.Request) -> web.Response:
+    await require_admin(request)
+    rows = await request.app[FEDERATION].store.list_followers()
+    return web.json_response({"followers": [
+        {"actor": r["actor"], "state": r["state"], "since": str(r["created_at"])} for r in rows]})
+
+
+async def answer(request: web.Request, actor: str, follower: str, accept: bool) -> None:
+    """Approve or reject a follower; shared by the API and the pages."""
+    if not await manage.answer_follower(federated(request.app), follower, accept=accept,
+                                        actor=actor):
+        raise RequestError(404, f"{follower} has not asked to follow this node")
+
+
+async def _answer_follower(request: web.Request, accept: bool) -> web.Response:
+    admin = await require_admin(request)
+    follower = text_param(await read_json_object(request, BODY_MAX_BYTES), "actor")
+    await answer(request, admin.actor, follower, accept)
+    return web.json_response({"actor": follower,
+                              "state": "accepted" if accept else "rejected"})
+
+
+async def approve_follower(request: web.Request) -> web.Response:
+    return await _answer_follower(request, True)
+
+
+async def reject_follower(request: web.Request) -> web.Response:
+    return await _answer_follower(request, False)
+
+
+# -- workers and hashes -------------------------------------------------------------------
+
+async def list_workers(request: web.Request) -> web.Response:
+    await require_admin(request)
+    workers = await JobStore(request.app[STORE]).list_workers()
+    return web.json_response({"workers": [
+        {"name": w.name, "created_at": w.created_at.isoformat(),
+         "last_seen": w.last_seen_at.isoformat() if w.last_seen_at else None} for w in workers]})
+
+
+async def add_worker(request: web.Request) -> web.Response:
+    """``{"name": ...}``: registers a GPU worker; its token is in the answer, once."""
+    await require_admin(request)
+    name = text_param(await read_json_object(request, BODY_MAX_BYTES), "name", 100)
+    problem = worker_name_problem(name)
+    if problem is not None:
+        raise RequestError(400, f"name: {problem}")
+    try:
+        token = await JobStore(request.app[STORE]).add_worker(name)
+    except ValueError as exc:
+        raise RequestError(409, str(exc)) from None
+    return web.json_response({"name": name, "token": token}, status=201)
+
+
+async def remove_worker(request: web.Request) -> web.Response:
+    await require_admin(request)
+    name = request.match_info["name"]
+    if not await JobStore(request.app[STORE]).remove_worker(name):
+        raise RequestError(404, f"no worker named {name[:100]!r}")
+    return web.json_response({"name": name, "removed": True})
+
+
+async def list_hash_sources(request: web.Request) -> web.Response:
+    """Imported hash lists and how many active hashes each holds."""
+    await require_admin(request)
+    rows = await request.app[STORE].list_sources()
+    return web.json_response({"sources": [
+        {"name": source.removeprefix("list:"), "label": label, "hashes": n}
+        for source, label, n in rows]})
+
+
+async def image_record(request: web.Request) -> web.Response:
+    """What the node holds about one image: its hashes, override, verdict, peers' claims,
+    and how a check of it would be decided now."""
+    await require_admin(request)
+    sha = sha_param(request.match_info["sha256"])
+    svc = request.app[SERVICES]
+    lookup = await svc.store.lookup(sha)
+    try:
+        outcome = await svc.pipeline.decide_stored(sha)
+    except AttestdError as exc:
+        raise RequestError(409, str(exc)) from None
+    hashes = lookup.hashes
+    return web.json_response({
+        "sha256": sha,
+        "hashes": None if hashes is None else {
+            "media_type": hashes.media_type, "width": hashes.width, "height": hashes.height,
+            "frame_count": hashes.frame_count,
+            "frames": [{"pdq": f.pdq, "pdq_quality": f.pdq_quality, "phash": f.phash}
+                       for f in hashes.frames]},
+        "override": None if lookup.override is None else override_json(lookup.override),
+        "verdict": None if lookup.verdict is None else {
+            "id": lookup.verdict.id, "label": lookup.verdict.label,
+            "method": lookup.verdict.method, "source": lookup.verdict.source},
+        "peer_claims": [{"issuer": c.issuer, "label": c.label, "method": c.method,
+                         "trust": c.trust, "attestation": c.attestation} for c in lookup.claims],
+        "decision": None if outcome is None else {
+            "decision": outcome.decision, "label": outcome.label, "source": outcome.source,
+            "reason": outcome.reason},
     })

@@ -11,18 +11,15 @@ from aiohttp import web
 
 from attestd.config import Config
 from attestd.federation.runtime import open_federation
-from attestd.http import activitypub_routes, admin_api, jobs, ops, scan
+from attestd.http import activitypub_routes, admin_api, admin_pages, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
 from attestd.metrics import Metrics
 from attestd.model import Verdict
+from attestd.review import kind_for_verdict
 from attestd.services import open_services
 from scanner import ImageHashes
-
-# Own classifier verdicts a human should confirm (a confirmation becomes a human-review
-# attestation, which peers weigh above a classifier's).
-FLAGGED_LABELS = frozenset({"csam_suspect"})
 
 
 def create_app(config: Config) -> web.Application:
@@ -45,6 +42,7 @@ def create_app(config: Config) -> web.Application:
     ops.add_routes(app)
     activitypub_routes.add_routes(app)
     admin_api.add_routes(app)
+    admin_pages.add_routes(app)
     return app
 
 
@@ -61,13 +59,20 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
 async def _federation(app: web.Application) -> AsyncIterator[None]:
     async with open_federation(app[CONFIG], app[STORE], app[PIPELINE].writes) as fed:
         app[FEDERATION] = fed
-        review = app[PIPELINE].review
+        review = app[SERVICES].review
+        jobs = app[JOBS]
+        actions = app[CONFIG].policy.actions
 
         async def on_verdict(verdict: Verdict, hashes: ImageHashes | None,
                              detail: dict[str, Any]) -> None:
-            if verdict.label in FLAGGED_LABELS and review is not None:
-                await review.add(verdict.sha256, "flagged",
-                                 f"classified {verdict.label} by {verdict.source}")
+            kind = kind_for_verdict(verdict.label, actions.for_label(verdict.label),
+                                    detail.get("job_reason"))
+            if kind is not None:
+                accepted = " after it was accepted (accept_and_rescan)" if kind == "rescan" else ""
+                await review.add(verdict.sha256, kind,
+                                 f"classified {verdict.label} by {verdict.source}{accepted}",
+                                 label=verdict.label,
+                                 data=await asyncio.to_thread(jobs.blobs.get, verdict.sha256))
             await fed.publisher.publish_verdict(verdict, hashes, detail)
 
         app[JOBS].on_verdict = on_verdict

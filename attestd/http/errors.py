@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -18,17 +19,31 @@ def json_error(status: int, message: str, **detail: object) -> web.Response:
     return web.json_response({"error": message, **detail}, status=status)
 
 
+def html_error(status: int, message: str) -> web.Response:
+    """An error for a person in a browser: the admin pages answer HTML, not JSON."""
+    page = (f"<!doctype html><html lang=en><meta charset=utf-8><title>Error {status}</title>"
+            f"<body><h1>{status}</h1><p>{html.escape(message)}</p>"
+            "<p><a href=\"/admin/\">Back to the admin pages</a></p></body></html>")
+    return web.Response(text=page, content_type="text/html", status=status)
+
+
+def _error(request: web.Request, status: int, message: str, **detail: object) -> web.Response:
+    if request.path.startswith("/admin/") or request.path == "/admin":
+        return html_error(status, message)
+    return json_error(status, message, **detail)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RequestError as exc:
-        return json_error(exc.status, exc.message, **exc.detail)
+        return _error(request, exc.status, exc.message, **exc.detail)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        return json_error(exc.status, message or exc.reason)
+        return _error(request, exc.status, message or exc.reason)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, "internal error; the node's log has the details")
+        return _error(request, 500, "internal error; the node's log has the details")

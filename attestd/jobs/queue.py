@@ -111,7 +111,8 @@ class JobQueue:
         if outcome != "done":
             return outcome, None
         hashes = await self.store.get_hashes(sha)
-        detail = {"scores": result.scores, "publishable": result.publishable, "worker": worker}
+        detail = {"scores": result.scores, "publishable": result.publishable, "worker": worker,
+                  "job_reason": await self.jobs.reason_of(job_id)}
         source = f"classifier:{result.model_id}"
         if hashes is not None:
             verdict = await self.store.record_verdict(hashes, result.label, "classifier", source,
@@ -119,12 +120,13 @@ class JobQueue:
         else:
             verdict = await self.store.add_verdict(sha, result.label, "classifier", source,
                                                    model=result.model_id, detail=detail)
-        await asyncio.to_thread(self.blobs.delete, sha)
         if self.on_verdict is not None:
             try:
+                # Before the bytes go: the hook keeps a copy of what a human must review.
                 await self.on_verdict(verdict, hashes, detail)
             except Exception:  # the verdict stands; publishing is retried by nobody, so say so
                 log.exception("could not publish verdict %s", verdict.id)
+        await asyncio.to_thread(self.blobs.delete, sha)
         for fut in self._waiters.pop(sha, []):
             if not fut.done():
                 fut.set_result(verdict)

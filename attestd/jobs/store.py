@@ -39,6 +39,16 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def worker_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as a worker name, or None."""
+    if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").isalnum() \
+            or not name.isascii():
+        return "use letters, digits, '-' and '_' (at most 100)"
+    if name == "in-node":
+        return "'in-node' is the node's own worker"
+    return None
+
+
 class JobStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -143,6 +153,12 @@ class JobStore:
             await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(
                 state="done", finished_at=now, result_label=label))
         return "done", row.sha256
+
+    async def reason_of(self, job_id: int) -> str | None:
+        """Why the job was queued (``unknown``, ``accept_and_rescan``)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(t.jobs.c.reason).where(
+                t.jobs.c.id == job_id))).scalar()
 
     async def settle(self, worker: str, job_id: int, how: str) -> bool:
         """Finish a leased job without classifying it: the image was judged meanwhile

@@ -341,7 +341,7 @@ class Sweeper:
         if self.review is not None:
             await self.review.add(outcome.sha256, "flagged",
                                   f"sweep found {outcome.label} at {obj.key} "
-                                  f"({outcome.source}): {outcome.reason}")
+                                  f"({outcome.source}): {outcome.reason}", label=outcome.label)
         summary.acted["flag"] = summary.acted.get("flag", 0) + 1
         await self.sweeps.action_done(
             self.source.name, obj.key, "done", "flagged for review",

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from attestd.config import Config, SweepConfig
-from attestd.review import ReviewQueue
 from attestd.services import NodeServices
 from attestd.sweep.quarantine import open_quarantine
 from attestd.sweep.runner import Sweeper, SweepSettings
@@ -32,7 +31,7 @@ async def open_sweeper(cfg: Config, sc: SweepConfig, services: NodeServices, *,
                                  unordered_pages_per_loop=sc.unordered_pages_per_loop,
                                  node=cfg.node.base_url)
         yield Sweeper(pipeline=services.pipeline, sweeps=SweepStore(services.store),
-                      source=source, settings=settings, review=ReviewQueue(services.store),
+                      source=source, settings=settings, review=services.review,
                       quarantine=quarantine)
     finally:
         await source.close()

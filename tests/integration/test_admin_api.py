@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from attestd.admin_tokens import AdminTokens
-from attestd.http.appkeys import STORE
+from attestd.federation.peers import PeerStore
+from attestd.http.appkeys import FEDERATION, SERVICES, STORE
 from tests.conftest import CALLER, async_wait_for, run_cli
 from tests.images import jpeg, reencoded
 
@@ -159,3 +160,92 @@ def test_admin_token_cli_creates_lists_and_revokes(cli_env: dict[str, str]) -> N
     assert run_cli(cli_env, "admin", "token", "revoke", "laptop")[0] == 0
     code, out = run_cli(cli_env, "admin", "token", "revoke", "laptop")
     assert code != 0 and "no admin token" in out
+
+
+async def test_review_resource_lists_and_acts_with_clear_errors(node: Any) -> None:
+    auth = await _token(node)
+    review = node.server.app[SERVICES].review
+    await review.add("c" * 64, "flagged", "classified nsfw", label="nsfw", data=jpeg(401))
+    await review.add("d" * 64, "disputed", "peers disagree", label="csam_suspect")
+    items = (await (await node.get(f"{A}/review", headers=auth)).json())["items"]
+    assert [(i["sha256"][0], i["kind"], i["never_shown_without_opt_in"]) for i in items] == [
+        ("c", "flagged", False), ("d", "disputed", True)]
+    flagged = (await (await node.get(f"{A}/review?kind=flagged", headers=auth)).json())["items"]
+    assert [i["sha256"][0] for i in flagged] == ["c"]
+    for path, body, status in [
+            (f"{A}/review?kind=bogus", None, 400),
+            (f"{A}/review/{'c' * 64}", {"action": "delete"}, 400),
+            (f"{A}/review/{'c' * 64}", {"action": "confirm", "label": "ok"}, 400),
+            (f"{A}/review/{'c' * 64}", {"action": "confirm", "note": 7}, 400),
+            (f"{A}/review/xyz", {"action": "mark_ok"}, 400),
+            (f"{A}/review/{'c' * 64}", {"action": "quarantine"}, 409)]:
+        resp = await (node.post(path, json=body, headers=auth) if body is not None
+                      else node.get(path, headers=auth))
+        assert resp.status == status, (path, body, await resp.text())
+        assert (await resp.json())["error"]
+    resp = await node.post(f"{A}/review/{'c' * 64}", data=b"{not json", headers=auth)
+    assert resp.status == 400
+    assert len((await (await node.get(f"{A}/review", headers=auth)).json())["items"]) == 2
+    # confirm without a label takes the label the item was queued with
+    resp = await node.post(f"{A}/review/{'c' * 64}", json={"action": "confirm"}, headers=auth)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["label"] == "nsfw"
+    resp = await node.post(f"{A}/review/{'d' * 64}", json={"action": "mark_ok", "note": "fine"},
+                           headers=auth)
+    assert resp.status == 200 and (await resp.json())["override"]
+    assert (await (await node.get(f"{A}/review", headers=auth)).json())["items"] == []
+    record = await (await node.get(f"{A}/hashes/{'d' * 64}", headers=auth)).json()
+    assert record["override"]["action"] == "allow"
+    assert record["decision"]["decision"] == "accept"
+
+
+async def test_peers_followers_workers_and_hashes_resources(node: Any) -> None:
+    auth = await _token(node)
+    app = node.server.app
+    peer = "https://peer.example/actor"
+    await PeerStore(app[STORE]).add(peer, "https://peer.example/inbox", None, "bad_only", "f1")
+    await app[FEDERATION].store.add_follower("https://f.example/actor", "https://f.example/in", None)
+    peers = (await (await node.get(f"{A}/peers", headers=auth)).json())["peers"]
+    assert [(p["actor"], p["trust"]) for p in peers] == [(peer, "bad_only")]
+    for body, status in [({"actor": peer, "trust": "total"}, 400),
+                         ({"actor": peer, "trust": "bad_only", "perceptual_ok": True}, 400),
+                         ({"actor": peer, "trust": "full", "perceptual_ok": "yes"}, 400),
+                         ({"actor": "https://nobody.example/actor", "trust": "full"}, 404),
+                         ({"trust": "full"}, 400)]:
+        resp = await node.post(f"{A}/peers/trust", json=body, headers=auth)
+        assert resp.status == status, (body, await resp.text())
+    resp = await node.post(f"{A}/peers/trust", json={"actor": peer, "trust": "full"}, headers=auth)
+    assert resp.status == 200
+    assert (await PeerStore(app[STORE]).get(peer)).trust == "full"  # type: ignore[union-attr]
+    # A follow target that cannot be reached is a clear 422, and nothing is recorded.
+    resp = await node.post(f"{A}/peers", json={"target": "https://127.0.0.1:9/actor",
+                                               "trust": "full"}, headers=auth)
+    assert resp.status == 422 and "cannot follow" in (await resp.json())["error"]
+    assert len(await PeerStore(app[STORE]).all()) == 1
+
+    resp = await node.post(f"{A}/followers/approve", json={"actor": "https://f.example/actor"},
+                           headers=auth)
+    assert resp.status == 200 and (await resp.json())["state"] == "accepted"
+    resp = await node.post(f"{A}/followers/reject", json={"actor": "https://x.example/a"},
+                           headers=auth)
+    assert resp.status == 404
+    followers = (await (await node.get(f"{A}/followers", headers=auth)).json())["followers"]
+    assert [f["state"] for f in followers] == ["accepted"]
+
+    resp = await node.post(f"{A}/workers", json={"name": "gpu-1"}, headers=auth)
+    assert resp.status == 201 and (await resp.json())["token"].startswith("atd")
+    for body in ({"name": "in-node"}, {"name": "x" * 101}, {"name": "bad name"}, {"name": 3}):
+        assert (await node.post(f"{A}/workers", json=body, headers=auth)).status == 400, body
+    assert (await node.post(f"{A}/workers", json={"name": "gpu-1"}, headers=auth)).status == 409
+    workers = (await (await node.get(f"{A}/workers", headers=auth)).json())["workers"]
+    assert [w["name"] for w in workers] == ["gpu-1"]
+    assert (await node.delete(f"{A}/workers/gpu-1", headers=auth)).status == 200
+    assert (await node.delete(f"{A}/workers/gpu-1", headers=auth)).status == 404
+
+    assert (await (await node.get(f"{A}/hashes", headers=auth)).json()) == {"sources": []}
+    body = await _scan(node, jpeg(402))
+    record = await (await node.get(f"{A}/hashes/{body['sha256']}", headers=auth)).json()
+    assert record["hashes"]["frames"][0]["pdq"] == body["pdq"]
+    assert (await node.get(f"{A}/hashes/{'e' * 63}", headers=auth)).status == 400
+    resp = await node.post(f"{A}/peers/remove", json={"actor": peer}, headers=auth)
+    assert resp.status == 200 and await PeerStore(app[STORE]).all() == []

@@ -1,0 +1,155 @@
+"""Admin logins for the browser pages: scrypt password hashes and server-side sessions.
+
+A session is a random secret in an HttpOnly cookie; the database keeps only its digest,
+so a copy of the database logs nobody in. Each session carries its own CSRF token and
+the csam_suspect images its admin chose, one at a time, to see.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from attestd.db import schema as t
+from attestd.errors import AttestdError
+from attestd.jobs.store import token_digest
+from attestd.model import as_utc, utcnow
+
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024
+SESSION_TTL = timedelta(hours=12)
+# Cost parameters for hashlib.scrypt: about 50 ms and 16 MiB per attempt.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class PasswordRejected(AttestdError):
+    """The password does not meet the rules (too short, too long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSession:
+    name: str
+    csrf_token: str
+    expires_at: datetime
+    revealed: frozenset[str]
+
+
+def hash_password(password: str) -> str:
+    """A self-describing scrypt hash of ``password`` with a fresh salt."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, _SCRYPT_N, _SCRYPT_R, _SCRYPT_P)
+    return "$".join(["scrypt", str(_SCRYPT_N), str(_SCRYPT_R), str(_SCRYPT_P),
+                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True if ``password`` matches ``stored``; compared in constant time."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        got = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, expected)
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+                          maxmem=64 * 1024 * 1024, dklen=32)
+
+
+# Checked against when the name is unknown, so a wrong name costs as long as a wrong
+# password and the timing does not tell which names exist.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+class AdminUsers:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def set_password(self, name: str, password: str) -> bool:
+        """Create ``name`` or change its password; every session of it ends. True if new."""
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise PasswordRejected(f"the password must be at least {MIN_PASSWORD_CHARS} characters")
+        if len(password) > MAX_PASSWORD_CHARS:
+            raise PasswordRejected(f"the password must be at most {MAX_PASSWORD_CHARS} characters")
+        hashed = hash_password(password)
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            res = await conn.execute(update(t.admin_users).where(t.admin_users.c.name == name)
+                                     .values(password_hash=hashed, updated_at=now))
+            new = not res.rowcount
+            if new:
+                await conn.execute(insert(t.admin_users).values(
+                    name=name, password_hash=hashed, created_at=now, updated_at=now))
+            await conn.execute(delete(t.admin_sessions).where(t.admin_sessions.c.name == name))
+        return new
+
+    async def remove(self, name: str) -> bool:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(t.admin_sessions).where(t.admin_sessions.c.name == name))
+            gone = (await conn.execute(delete(t.admin_users).where(
+                t.admin_users.c.name == name))).rowcount
+        return bool(gone)
+
+    async def names(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            return [str(n) for n in (await conn.execute(
+                select(t.admin_users.c.name).order_by(t.admin_users.c.name))).scalars()]
+
+    async def check(self, name: str, password: str) -> bool:
+        """True if ``name`` exists and ``password`` is its password."""
+        async with self.engine.connect() as conn:
+            stored = (await conn.execute(select(t.admin_users.c.password_hash).where(
+                t.admin_users.c.name == name))).scalar()
+        ok = verify_password(password, stored or _DUMMY_HASH)
+        return ok and stored is not None
+
+    async def start_session(self, name: str) -> tuple[str, AdminSession]:
+        """A new session for ``name``: the cookie secret (shown once) and the session."""
+        secret = secrets.token_urlsafe(32)
+        session = AdminSession(name, secrets.token_urlsafe(32), utcnow() + SESSION_TTL, frozenset())
+        async with self.engine.begin() as conn:
+            # Expired sessions are swept here rather than by a timer.
+            await conn.execute(delete(t.admin_sessions).where(
+                t.admin_sessions.c.expires_at < utcnow()))
+            await conn.execute(insert(t.admin_sessions).values(
+                token_sha256=token_digest(secret), name=name, csrf_token=session.csrf_token,
+                created_at=utcnow(), expires_at=session.expires_at, revealed=[]))
+        return secret, session
+
+    async def session(self, secret: str) -> AdminSession | None:
+        """The live session for a cookie secret, or None (unknown or expired)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.admin_sessions).where(
+                t.admin_sessions.c.token_sha256 == token_digest(secret)))).first()
+        if row is None:
+            return None
+        expires = as_utc(row.expires_at)
+        if expires is None or expires <= utcnow():
+            return None
+        return AdminSession(row.name, row.csrf_token, expires, frozenset(row.revealed or ()))
+
+    async def reveal(self, secret: str, sha256: str) -> None:
+        """Record that this session's admin opted in to see ``sha256``."""
+        digest = token_digest(secret)
+        async with self.engine.begin() as conn:
+            current = (await conn.execute(select(t.admin_sessions.c.revealed).where(
+                t.admin_sessions.c.token_sha256 == digest))).scalar()
+            revealed = sorted({*(current or ()), sha256})[-200:]
+            await conn.execute(update(t.admin_sessions).where(
+                t.admin_sessions.c.token_sha256 == digest).values(revealed=revealed))
+
+    async def end_session(self, secret: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(t.admin_sessions).where(
+                t.admin_sessions.c.token_sha256 == token_digest(secret)))

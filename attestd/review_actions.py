@@ -1,0 +1,112 @@
+"""What a reviewer can do about an image, with its audit entries: one path for the CLI
+(``attestd review``) and the admin API and pages.
+
+- confirm: a human-review verdict, published as an attestation (peers weigh it above a
+  classifier's);
+- mark ok: an allow override, and every verdict and attestation of ours on it withdrawn;
+- quarantine: a block override, and the reviewed copy kept with an evidence record
+  where ``sweep.quarantine`` says.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from attestd import overrides
+from attestd.db.store import Store
+from attestd.errors import AttestdError
+from attestd.federation.publisher import Publisher
+from attestd.model import AuditEntry, Override, Verdict, utcnow
+from attestd.review import ReviewQueue
+from attestd.sweep.quarantine import Quarantine
+from scanner import ImageHashes
+
+
+class ReviewActionError(AttestdError):
+    """A review action cannot be taken as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reviewer:
+    """What review actions need from a node."""
+
+    store: Store
+    publisher: Publisher
+    review: ReviewQueue
+
+
+async def confirm(rv: Reviewer, sha256: str, hashes: ImageHashes | None, label: str, *,
+                  actor: str, note: str = "", given: str | None = None
+                  ) -> tuple[Verdict, str | None]:
+    """Record a human-review verdict of ``label`` and publish it; returns the verdict and
+    the attestation's id. Replaces every earlier verdict of ours on the image."""
+    await rv.store.supersede_verdicts(sha256)
+    source = f"review:{actor}"
+    if hashes is not None:
+        verdict = await rv.store.record_verdict(hashes, label, "human_review", source)
+    else:
+        verdict = await rv.store.add_verdict(sha256, label, "human_review", source)
+    attestation = await rv.publisher.publish_verdict(verdict, hashes)
+    await rv.review.resolve(sha256)
+    await rv.store.write_audit([AuditEntry(
+        actor=actor, action="review_mark", sha256=sha256, label=label,
+        source=f"verdict:{verdict.id}", reason=note or None,
+        detail={"given": given or sha256, "attestation": attestation})])
+    return verdict, attestation
+
+
+async def withdraw(rv: Reviewer, sha256: str, *, actor: str, note: str = "",
+                   given: str | None = None) -> tuple[int, list[str]]:
+    """Retract this node's verdicts on the image and the attestations it published;
+    returns how many verdicts and which attestations."""
+    n = await rv.store.supersede_verdicts(sha256)
+    retracted = await rv.publisher.retract(sha256)
+    await rv.review.resolve(sha256)
+    await rv.store.write_audit([AuditEntry(
+        actor=actor, action="review_clear", sha256=sha256, reason=note or None,
+        detail={"given": given or sha256, "verdicts": n, "attestations": retracted})])
+    return n, retracted
+
+
+async def mark_ok(rv: Reviewer, sha256: str, *, actor: str, note: str = ""
+                  ) -> tuple[Override, int, list[str]]:
+    """A false positive: allow it (exact sha256 only) and withdraw what we said of it."""
+    n, retracted = await withdraw(rv, sha256, actor=actor, note=note)
+    ov, _ = await overrides.set_override(rv.store, "allow", sha256, None,
+                                         note or "marked ok in review", actor, "review")
+    return ov, n, retracted
+
+
+async def quarantine(rv: Reviewer, sha256: str, hashes: ImageHashes | None,
+                     target: Quarantine | None, *, actor: str, node: str,
+                     note: str = "") -> str:
+    """Block the image and move the reviewed copy to quarantine with an evidence record;
+    returns where it went. Refused, changing nothing, without a quarantine or a copy."""
+    if target is None:
+        raise ReviewActionError("no quarantine is configured: set sweep.quarantine to a folder "
+                                "or s3://bucket/prefix, or confirm the image bad instead")
+    data = await rv.review.copy(sha256)
+    if data is None:
+        raise ReviewActionError("this node kept no copy of the image to quarantine; confirm it "
+                                "bad instead (it is then blocked and attested)")
+    item = await rv.review.get(sha256)
+    evidence: dict[str, Any] = {
+        "sha256": sha256, "node": node, "quarantined_at": utcnow().isoformat(),
+        "quarantined_by": actor, "note": note or None,
+        "review": None if item is None else {"kind": item.kind, "label": item.label,
+                                             "reason": item.reason,
+                                             "queued_at": item.created_at.isoformat()},
+        "hashes": None if hashes is None else [
+            {"pdq": f.pdq, "pdq_quality": f.pdq_quality, "phash": f.phash} for f in hashes.frames],
+    }
+    where = await target.put(f"review/{sha256}", data,
+                             json.dumps(evidence, indent=2).encode("utf-8"))
+    ov, _ = await overrides.set_override(rv.store, "block", sha256, hashes,
+                                         note or "quarantined in review", actor, "review")
+    await rv.review.resolve(sha256)
+    await rv.store.write_audit([AuditEntry(
+        actor=actor, action="review_quarantine", sha256=sha256, label="blocked",
+        source=f"override:{ov.id}", reason=note or None, detail={"quarantined_to": where})])
+    return where
