@@ -29,7 +29,6 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_S = 15 * 60
 
-ADMIN_KEY = "attestd.admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +38,9 @@ class Admin:
     actor: str
     session: AdminSession | None = None
     secret: str | None = None
+
+
+ADMIN_KEY = web.RequestKey("admin", Admin)
 
 
 def users(request: web.Request) -> AdminUsers:
@@ -69,9 +71,8 @@ async def require_admin(request: web.Request) -> Admin:
     Session requests that change state must carry the session's CSRF token and, where
     the browser sends one, an Origin of this node.
     """
-    cached = request.get(ADMIN_KEY)
-    if isinstance(cached, Admin):
-        return cached
+    if ADMIN_KEY in request:
+        return request[ADMIN_KEY]
     admin = await admin_from_request(request)
     if admin is None:
         if "Authorization" in request.headers:

@@ -233,7 +233,7 @@ async def test_peers_followers_workers_and_hashes_resources(node: Any) -> None:
     assert [f["state"] for f in followers] == ["accepted"]
 
     resp = await node.post(f"{A}/workers", json={"name": "gpu-1"}, headers=auth)
-    assert resp.status == 201 and (await resp.json())["token"].startswith("atd")
+    assert resp.status == 201 and (await resp.json())["token"].startswith("attestd_wk_")
     for body in ({"name": "in-node"}, {"name": "x" * 101}, {"name": "bad name"}, {"name": 3}):
         assert (await node.post(f"{A}/workers", json=body, headers=auth)).status == 400, body
     assert (await node.post(f"{A}/workers", json={"name": "gpu-1"}, headers=auth)).status == 409
