@@ -314,3 +314,24 @@ async def test_pages_render_and_peer_trust_follower_and_override_forms_work(node
     assert [o.sha256 for o in await app[STORE].list_overrides()] == [SHA]
     csv_resp = await node.get("/admin/audit.csv?q=override")
     assert csv_resp.status == 200 and "override_allow" in await csv_resp.text()
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_set_password_command_refuses_weak_and_oversized_passwords(cli_env: dict[str, str]) -> None:
+    from click.testing import CliRunner
+
+    from attestd.cli import cli
+
+    def set_password(name: str, password: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["admin", "set-password", "--password-stdin", name],
+                                    env=cli_env, input=password + "\n")
+        return result.exit_code, result.output
+
+    for name, password, why in [("mod", "short", "at least 12"), ("mod", "x" * 2000, "at most"),
+                                ("", PASSWORD, "NAME"), ("a\x1b[2Jb", PASSWORD, "printable")]:
+        code, out = set_password(name, password)
+        assert code != 0 and why in out, (name, out)
+    code, out = set_password("mod", PASSWORD)
+    assert code == 0 and "created" in out and PASSWORD not in out
+    code, out = set_password("mod", PASSWORD + "!")
+    assert code == 0 and "sessions ended" in out
