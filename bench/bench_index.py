@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100 k hashes only")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--skip", default="", help="comma-separated methods to leave out")
+    parser.add_argument("--cases", default="",
+                        help="comma-separated cases to run, by name (e.g. 'pdq 10 M random')")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
@@ -256,6 +258,12 @@ def main() -> None:
         cases = [Case("pdq", 1_000_000, layout, 2000, 300) for layout in ("random", "clustered")]
         cases += [Case("pdq", 10_000_000, layout, 2000, 100) for layout in ("random", "clustered")]
         cases += [Case("phash", 10_000_000, layout, 2000, 100) for layout in ("random", "clustered")]
+    if args.cases:
+        wanted = {c.strip() for c in args.cases.split(",") if c.strip()}
+        unknown = wanted - {c.name for c in cases}
+        if unknown:
+            parser.error(f"unknown case(s) {sorted(unknown)}; known: {[c.name for c in cases]}")
+        cases = [c for c in cases if c.name in wanted]
     skip = set(filter(None, args.skip.split(",")))
     print("bench_index:", describe())
     print("numpy", np.__version__, "| one query at a time; latency includes parsing the hex "
