@@ -48,7 +48,7 @@ def test_hour_bars_stack_accepted_rejected_and_other_within_the_chart() -> None:
     assert bars[1]["h_acc"] == 80 and bars[1]["y_acc"] == 0
     assert bars[2]["h_acc"] == bars[2]["h_rej"] == 40 and bars[2]["y_rej"] == 0
     assert bars[3]["other"] == 2 and bars[3]["y_other"] == 80 - 16 - 16
-    assert hour_bars([])  == []
+    assert hour_bars([]) == []
 
 
 @pytest.mark.parametrize("value,safe", [
