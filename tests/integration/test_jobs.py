@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from attestd.db import schema as t
-from attestd.http.appkeys import PIPELINE, STORE
+from attestd.http.appkeys import PIPELINE, SERVICES, STORE
 from attestd.http.jobs import JOBS
+from scanner import sha256_hex
 from scanner.classifier import Classification
 from tests.conftest import async_wait_for
 from tests.images import jpeg
@@ -261,3 +262,37 @@ async def test_in_node_classifier_answers_checks(tmp_path: Path, db_url: str) ->
         assert v.detail["worker"] == "in-node"
     finally:
         await n.runner.cleanup()
+
+
+async def test_an_image_let_in_then_judged_bad_waits_for_review_with_its_copy(
+        tmp_path: Path, db_url: str) -> None:
+    """accept_and_rescan: a check that gave up waiting lets the image in; when a worker
+    later finds it bad, it is already in storage, so it goes to review as ``rescan``
+    with a copy for the reviewer, and the job's own copy is gone."""
+    node = await start_node(tmp_path, db_url, workers={"enabled": True},
+                            policy={"on_unknown": "accept_and_rescan", "deadline_s": 0.3})
+    try:
+        queue, review = node.app[JOBS], node.app[SERVICES].review
+        bad, fine = jpeg(5151, (200, 150)), jpeg(5152, (200, 150))
+        async with aiohttp.ClientSession() as s:
+            for img in (bad, fine):
+                async with s.post(f"{node.base}/api/v1/scan/IPADDR", data=img,
+                                  headers={"Content-Type": "image/jpeg"}) as r:
+                    assert r.status == 200 and (await r.json())["decision"] == "accept"
+        await _token(node, "gpu")
+        jobs = await queue.claim("gpu", 4, wait_s=5)
+        by_sha = {j.sha256: j for j in jobs}
+        sha_bad, sha_fine = sha256_hex(bad), sha256_hex(fine)
+        assert set(by_sha) == {sha_bad, sha_fine}
+        await queue.complete("gpu", by_sha[sha_bad].id,
+                             Classification("csam_suspect", "m", {"csam": 0.9}))
+        await queue.complete("gpu", by_sha[sha_fine].id, Classification("nsfw", "m", {"x": 0.1}))
+        item = await review.get(sha_bad)
+        assert item is not None and item.kind == "rescan" and item.label == "csam_suspect"
+        assert "after it was accepted" in item.reason
+        assert await review.copy(sha_bad) == bad
+        assert queue.blobs.get(sha_bad) is None and queue.blobs.get(sha_fine) is None
+        # nsfw is accepted by this policy: nothing for a human to do.
+        assert await review.get(sha_fine) is None
+    finally:
+        await node.runner.cleanup()
