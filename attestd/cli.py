@@ -19,6 +19,7 @@ from attestd.logs import setup_logging
 from scanner import UnreadableImage, normalise_hex, sha256_hex
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 # Exit codes: 0 ok / all accepted, 1 rejected or failed, 2 usage, 3 configuration or database.
 EXIT_REJECTED, EXIT_USAGE, EXIT_SETUP = 1, 2, 3
@@ -317,16 +318,26 @@ def workers() -> None:
     """GPU workers allowed to take classification jobs from this node."""
 
 
-async def _with_job_store(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+def _on_database(cfg: Config, make: Callable[[Any], S],
+                 fn: Callable[[S], Coroutine[Any, Any, T]]) -> T:
+    """Run ``fn`` on ``make(engine)`` over a short-lived engine for cfg's database."""
     from attestd.db.engine import create_engine
+
+    async def go() -> T:
+        engine = create_engine(cfg.database.url)
+        try:
+            return await fn(make(engine))
+        finally:
+            await engine.dispose()
+
+    return _run(go)
+
+
+def _job_store(engine: Any) -> Any:
     from attestd.db.store import Store
     from attestd.jobs.store import JobStore
 
-    engine = create_engine(cfg.database.url)
-    try:
-        return await fn(JobStore(Store(engine)))
-    finally:
-        await engine.dispose()
+    return JobStore(Store(engine))
 
 
 @workers.command("add")
@@ -341,7 +352,7 @@ def workers_add(name: str) -> None:
     cfg = _config()
     _check_schema(cfg)
     try:
-        token = _run(lambda: _with_job_store(cfg, lambda js: js.add_worker(name)))
+        token = _on_database(cfg, _job_store, lambda js: js.add_worker(name))
     except ValueError as exc:
         click.echo(f"attestd: {exc}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -354,7 +365,7 @@ def workers_add(name: str) -> None:
 def workers_list() -> None:
     """List workers and when each was last seen."""
     cfg = _config()
-    for w in _run(lambda: _with_job_store(cfg, lambda js: js.list_workers())):
+    for w in _on_database(cfg, _job_store, lambda js: js.list_workers()):
         seen = f"{w.last_seen_at:%Y-%m-%d %H:%M}" if w.last_seen_at else "never"
         click.echo(f"{w.name:30} added {w.created_at:%Y-%m-%d %H:%M}  last seen {seen}")
 
@@ -364,7 +375,7 @@ def workers_list() -> None:
 def workers_remove(name: str) -> None:
     """Remove worker NAME: its token stops working and its leases return to the queue."""
     cfg = _config()
-    if not _run(lambda: _with_job_store(cfg, lambda js: js.remove_worker(name))):
+    if not _on_database(cfg, _job_store, lambda js: js.remove_worker(name)):
         click.echo(f"no worker named {name}", err=True)
         sys.exit(EXIT_REJECTED)
     click.echo(f"removed worker {name}")
@@ -427,15 +438,10 @@ def admin_token() -> None:
     """Bearer tokens for /api/v1/admin/."""
 
 
-async def _with_tokens(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+def _admin_tokens(engine: Any) -> Any:
     from attestd.admin_tokens import AdminTokens
-    from attestd.db.engine import create_engine
 
-    engine = create_engine(cfg.database.url)
-    try:
-        return await fn(AdminTokens(engine))
-    finally:
-        await engine.dispose()
+    return AdminTokens(engine)
 
 
 @admin_token.command("create")
@@ -449,7 +455,7 @@ def admin_token_create(name: str) -> None:
     from attestd.admin_tokens import TokenExists
 
     try:
-        token = _run(lambda: _with_tokens(cfg, lambda tokens: tokens.create(name)))
+        token = _on_database(cfg, _admin_tokens, lambda tokens: tokens.create(name))
     except TokenExists as exc:
         click.echo(f"attestd: {exc}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -462,7 +468,7 @@ def admin_token_list() -> None:
     """List admin tokens (names and use, never the secrets)."""
     cfg = _config()
     _check_schema(cfg)
-    for tok in _run(lambda: _with_tokens(cfg, lambda tokens: tokens.list())):
+    for tok in _on_database(cfg, _admin_tokens, lambda tokens: tokens.list()):
         used = f"{tok.last_used_at:%Y-%m-%d %H:%M}" if tok.last_used_at else "never used"
         click.echo(f"{tok.name}  created {tok.created_at:%Y-%m-%d %H:%M}  {used}")
 
@@ -473,21 +479,16 @@ def admin_token_revoke(name: str) -> None:
     """Revoke the token NAME at once."""
     cfg = _config()
     _check_schema(cfg)
-    if not _run(lambda: _with_tokens(cfg, lambda tokens: tokens.revoke(name))):
+    if not _on_database(cfg, _admin_tokens, lambda tokens: tokens.revoke(name)):
         click.echo(f"no admin token named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)
     click.echo(f"revoked admin token {name!r}")
 
 
-async def _with_users(cfg: Config, fn: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+def _admin_users(engine: Any) -> Any:
     from attestd.admin_users import AdminUsers
-    from attestd.db.engine import create_engine
 
-    engine = create_engine(cfg.database.url)
-    try:
-        return await fn(AdminUsers(engine))
-    finally:
-        await engine.dispose()
+    return AdminUsers(engine)
 
 
 @admin.command("set-password")
@@ -508,7 +509,7 @@ def admin_set_password(name: str, password_stdin: bool) -> None:
     from attestd.admin_users import PasswordRejected
 
     try:
-        new = _run(lambda: _with_users(cfg, lambda users: users.set_password(name, password)))
+        new = _on_database(cfg, _admin_users, lambda users: users.set_password(name, password))
     except PasswordRejected as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"admin login {name!r} {'created' if new else 'updated; its sessions ended'}; "
@@ -521,7 +522,7 @@ def admin_remove_login(name: str) -> None:
     """Remove the admin login NAME and end its sessions."""
     cfg = _config()
     _check_schema(cfg)
-    if not _run(lambda: _with_users(cfg, lambda users: users.remove(name))):
+    if not _on_database(cfg, _admin_users, lambda users: users.remove(name)):
         click.echo(f"no admin login named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)
     click.echo(f"removed admin login {name!r}")

@@ -8,11 +8,12 @@ so a reviewer can see what was judged; they are deleted when the item is resolve
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, union_all, update
+from sqlalchemy import Row, func, select, union, update
 
 from attestd.blobs import BlobStore
 from attestd.db import schema as t
@@ -113,19 +114,20 @@ class ReviewQueue:
     async def never_shown(self, sha256: str) -> bool:
         """True if anything this node holds labels the image csam_suspect: its review item,
         its own verdicts, peers' attestations or hash lists."""
+        return sha256 in await self.never_shown_of([sha256])
+
+    async def never_shown_of(self, shas: Sequence[str]) -> set[str]:
+        """Which of ``shas`` are never shown without an opt-in (see ``never_shown``); one
+        query for a whole page of the queue."""
+        if not shas:
+            return set()
         labels = list(NEVER_SHOWN_LABELS)
-        q = union_all(
-            select(t.review_items.c.sha256).where(t.review_items.c.sha256 == sha256,
-                                                  t.review_items.c.label.in_(labels)),
-            select(t.verdicts.c.sha256).where(t.verdicts.c.sha256 == sha256,
-                                              t.verdicts.c.label.in_(labels)),
-            select(t.attestations.c.sha256).where(t.attestations.c.sha256 == sha256,
-                                                  t.attestations.c.label.in_(labels)),
-            select(t.hash_entries.c.sha256).where(t.hash_entries.c.sha256 == sha256,
-                                                  t.hash_entries.c.label.in_(labels)),
-        ).limit(1)
+        wanted = list(shas)
+        q = union(*(select(table.c.sha256).where(table.c.sha256.in_(wanted),
+                                                 table.c.label.in_(labels))
+                    for table in (t.review_items, t.verdicts, t.attestations, t.hash_entries)))
         async with self.store.engine.connect() as conn:
-            return (await conn.execute(q)).first() is not None
+            return {str(sha) for sha in (await conn.execute(q)).scalars()}
 
 
 def _item(r: Row[Any]) -> ReviewItem:

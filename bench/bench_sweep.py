@@ -136,54 +136,43 @@ def run(args: argparse.Namespace) -> None:
 async def sweeps(args: argparse.Namespace, cfg: Any, client: Any, bucket: str) -> None:
     from attestd.services import open_services
     from attestd.sweep.runtime import open_sweeper
+    from tests.listing_counter import ListingCounter
 
-    if True:
-        if True:
-            async with open_services(cfg, follow_index=False) as services, \
-                    open_sweeper(cfg, cfg.sweep, services) as sweeper:
-                calls = 0
-                page = sweeper.source.page
-
-                async def counted(cursor: str | None) -> Any:
-                    nonlocal calls
-                    calls += 1
-                    return await page(cursor)
-
-                sweeper.source.page = counted  # type: ignore[method-assign]
-                results = []
-                for label in ("first --all (download + hash)", "second --all (all known)"):
-                    calls = 0
-                    started = time.perf_counter()
-                    s = await sweeper.sweep_all(restart=True)
-                    took = time.perf_counter() - started
-                    results.append(s.checked / took)
-                    print(f"{label}: {s.checked} objects in {took:.1f} s = {s.checked / took:.0f} "
-                          f"objects/s; downloaded {s.downloaded}; listing calls {calls}")
-                print(f"second / first: {results[1] / results[0]:.1f} x")
-                full_calls, full_s = calls, None
-                calls = 0
-                started = time.perf_counter()
-                n, cursor = 0, None
-                while True:
-                    p = await sweeper.source.page(cursor)
-                    n += len(p.objects)
-                    cursor = p.next_cursor
-                    if cursor is None:
-                        break
-                full_s = time.perf_counter() - started
-                print(f"one full listing of the bucket: {calls} calls, {full_s:.2f} s ({n} keys)")
-                del full_calls
-                seed = args.objects
-                for new in (0, 100, 1000):
-                    fresh = make_images(new, start=seed) if new else []
-                    seed += new
-                    upload(client, bucket, fresh, datetime.now(UTC), timedelta(milliseconds=1))
-                    calls = 0
-                    started = time.perf_counter()
-                    s = await sweeper.sweep_new()
-                    took = time.perf_counter() - started
-                    print(f"continuous loop, {new:>4} new objects: {calls} listing calls, "
-                          f"{took:.2f} s, checked {s.checked}")
+    async with open_services(cfg, follow_index=False) as services, \
+            open_sweeper(cfg, cfg.sweep, services) as sweeper:
+        listing = ListingCounter(sweeper.source)
+        results = []
+        for label in ("first --all (download + hash)", "second --all (all known)"):
+            listing.reset()
+            started = time.perf_counter()
+            s = await sweeper.sweep_all(restart=True)
+            took = time.perf_counter() - started
+            results.append(s.checked / took)
+            print(f"{label}: {s.checked} objects in {took:.1f} s = {s.checked / took:.0f} "
+                  f"objects/s; downloaded {s.downloaded}; listing calls {listing.calls}")
+        print(f"second / first: {results[1] / results[0]:.1f} x")
+        listing.reset()
+        started = time.perf_counter()
+        n, cursor = 0, None
+        while True:
+            p = await sweeper.source.page(cursor)
+            n += len(p.objects)
+            cursor = p.next_cursor
+            if cursor is None:
+                break
+        full_s = time.perf_counter() - started
+        print(f"one full listing of the bucket: {listing.calls} calls, {full_s:.2f} s ({n} keys)")
+        seed = args.objects
+        for new in (0, 100, 1000):
+            fresh = make_images(new, start=seed) if new else []
+            seed += new
+            upload(client, bucket, fresh, datetime.now(UTC), timedelta(milliseconds=1))
+            listing.reset()
+            started = time.perf_counter()
+            s = await sweeper.sweep_new()
+            took = time.perf_counter() - started
+            print(f"continuous loop, {new:>4} new objects: {listing.calls} listing calls, "
+                  f"{took:.2f} s, checked {s.checked}")
 
 
 def main() -> None:

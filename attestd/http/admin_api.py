@@ -202,8 +202,8 @@ async def list_review(request: web.Request) -> web.Response:
         raise RequestError(400, f"kind must be one of {', '.join(REVIEW_KINDS)}")
     review = request.app[SERVICES].review
     items = await review.items(kind, limit=int_param(request, "limit", 200, 1, 1000))
-    return web.json_response({"items": [review_json(it, await review.never_shown(it.sha256))
-                                        for it in items]})
+    withheld = await review.never_shown_of([it.sha256 for it in items])
+    return web.json_response({"items": [review_json(it, it.sha256 in withheld) for it in items]})
 
 
 async def review_action(request: web.Request, actor: str, sha: str, action: str, label: str,
@@ -213,7 +213,7 @@ async def review_action(request: web.Request, actor: str, sha: str, action: str,
     if action not in REVIEW_ACTIONS:
         raise RequestError(400, f"action must be one of {', '.join(REVIEW_ACTIONS)}")
     rv = reviewer(request.app)
-    hashes = await rv.store.get_hashes(sha)
+    hashes = await rv.store.get_hashes(sha) if action != "mark_ok" else None
     try:
         if action == "confirm":
             if not label:

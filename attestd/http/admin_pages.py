@@ -251,9 +251,11 @@ async def review_page(request: web.Request, admin: Admin) -> web.Response:
         kind = None
     review = request.app[SERVICES].review
     assert admin.session is not None
+    items = await review.items(kind, limit=200)
+    withheld = await review.never_shown_of([it.sha256 for it in items])
     cards = []
-    for item in await review.items(kind, limit=200):
-        never_shown = await review.never_shown(item.sha256)
+    for item in items:
+        never_shown = item.sha256 in withheld
         cards.append({
             "item": item,
             "withheld": never_shown and item.sha256 not in admin.session.revealed,

@@ -107,12 +107,12 @@ class JobQueue:
     async def complete(self, worker: str, job_id: int,
                        result: Classification) -> tuple[CompleteOutcome, Verdict | None]:
         """Record a worker's result as this node's verdict and wake whoever waits for it."""
-        outcome, sha = await self.jobs.complete(worker, job_id, result.label)
+        outcome, sha, reason = await self.jobs.complete(worker, job_id, result.label)
         if outcome != "done":
             return outcome, None
         hashes = await self.store.get_hashes(sha)
         detail = {"scores": result.scores, "publishable": result.publishable, "worker": worker,
-                  "job_reason": await self.jobs.reason_of(job_id)}
+                  "job_reason": reason}
         source = f"classifier:{result.model_id}"
         if hashes is not None:
             verdict = await self.store.record_verdict(hashes, result.label, "classifier", source,

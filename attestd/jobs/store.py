@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
@@ -37,6 +37,12 @@ TOKEN_PREFIX = "attestd_wk_"
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class CompletedJob(NamedTuple):
+    outcome: CompleteOutcome
+    sha256: str
+    reason: str | None  # unknown | accept_and_rescan | …
 
 
 def worker_name_problem(name: str) -> str | None:
@@ -135,30 +141,24 @@ class JobStore:
             return (await conn.execute(select(t.jobs.c.sha256)
                                        .where(t.jobs.c.id == job_id))).scalar()
 
-    async def complete(self, worker: str, job_id: int, label: str) -> tuple[CompleteOutcome, str]:
-        """Finish a leased job. Returns the outcome and the job's sha256."""
+    async def complete(self, worker: str, job_id: int, label: str) -> CompletedJob:
+        """Finish a leased job. Returns the outcome, the job's sha256 and why it was queued."""
         now = utcnow()
         async with self.store.writing() as conn:
             row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).first()
             if row is None:
-                return "unknown", ""
+                return CompletedJob("unknown", "", None)
             if row.state == "done":
                 same = row.lease_owner == worker and row.result_label == label
-                return ("repeat" if same else "conflict"), row.sha256
+                return CompletedJob("repeat" if same else "conflict", row.sha256, row.reason)
             if row.state != "leased" or row.lease_owner != worker:
-                return "not_yours", row.sha256
+                return CompletedJob("not_yours", row.sha256, row.reason)
             expires = as_utc(row.lease_expires_at)
             if expires is None or expires < now:
-                return "expired", row.sha256
+                return CompletedJob("expired", row.sha256, row.reason)
             await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(
                 state="done", finished_at=now, result_label=label))
-        return "done", row.sha256
-
-    async def reason_of(self, job_id: int) -> str | None:
-        """Why the job was queued (``unknown``, ``accept_and_rescan``)."""
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(t.jobs.c.reason).where(
-                t.jobs.c.id == job_id))).scalar()
+        return CompletedJob("done", row.sha256, row.reason)
 
     async def settle(self, worker: str, job_id: int, how: str) -> bool:
         """Finish a leased job without classifying it: the image was judged meanwhile

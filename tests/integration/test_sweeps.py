@@ -35,6 +35,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.images import jpeg, reencoded
+from tests.listing_counter import ListingCounter
 from tests.pictrs_standin import PictrsStandIn
 
 BAD_SEED = 900
@@ -288,21 +289,13 @@ def test_incremental_loop_lists_only_what_is_new(s3_server: str, tmp_path: Path)
         async with open_services(cfg, follow_index=False) as services, \
                 open_sweeper(cfg, cfg.sweep, services) as sweeper:
             await sweeper.sweep_all()
-            calls = 0
-            page = sweeper.source.page
-
-            async def counted(cursor: str | None) -> Any:
-                nonlocal calls
-                calls += 1
-                return await page(cursor)
-
-            sweeper.source.page = counted  # type: ignore[method-assign]
+            listing = ListingCounter(sweeper.source)
             for n_new in (0, 7):
                 for _ in range(n_new):
                     client.put_object(Bucket=bucket, Key=pictrs_key(), Body=jpeg(n_new + _))
-                calls = 0
+                listing.reset()
                 summary = await sweeper.sweep_new()
-                out.append((summary.checked, calls))
+                out.append((summary.checked, listing.calls))
         return out
 
     (idle_checked, idle_calls), (new_checked, new_calls) = asyncio.run(go())
