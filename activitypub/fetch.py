@@ -8,6 +8,7 @@ claims to be someone else's.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import socket
@@ -18,11 +19,13 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.resolver import DefaultResolver
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from activitypub._documents import ACTIVITY_JSON, LD_JSON, actor_keys, require_id
 from activitypub._errors import BlockedAddressError, FetchError, RemoteProtocolError
+from activitypub._hosts import canonical_host
 from activitypub._keys import PublicKey, load_ed25519_multibase, load_public_key_pem
 from activitypub._signatures import sign_request
 
@@ -61,28 +64,59 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+class GuardedConnector(aiohttp.TCPConnector):
+    """A connector that checks the addresses it is about to connect to, whatever they
+    came from: aiohttp skips the resolver for IP literals, which a URL library may have
+    made out of a name (``１２７.０.０.１``)."""
+
+    def __init__(self, *, allow_private: bool = False, **kwargs: Any) -> None:
+        super().__init__(resolver=GuardedResolver(allow_private), **kwargs)
+        self.allow_private = allow_private
+
+    async def _wrap_create_connection(
+            self, *args: Any, addr_infos: list[Any], req: aiohttp.ClientRequest,
+            timeout: aiohttp.ClientTimeout,
+            client_error: type[Exception] = aiohttp.ClientConnectorError,
+            **kwargs: Any) -> tuple[asyncio.Transport, ResponseHandler]:
+        if not self.allow_private:
+            for info in addr_infos:
+                address = str(info[4][0])
+                if not address_is_public(address):
+                    blocked = BlockedAddressError(
+                        f"refusing to connect to the non-public address {address} (host "
+                        f"{req.url.host}); set federation.allow_private_addresses for tests only")
+                    raise client_error(req.connection_key,
+                                       OSError(errno.EACCES, str(blocked))) from blocked
+        return await super()._wrap_create_connection(
+            *args, addr_infos=addr_infos, req=req, timeout=timeout, client_error=client_error,
+            **kwargs)
+
+
 def make_session(*, allow_private: bool = False, user_agent: str = "activitypub-py",
                  timeout_s: float = 10.0) -> aiohttp.ClientSession:
     """A client session whose every connection goes through the address guard."""
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow_private), limit=100,
-                                     limit_per_host=8, ttl_dns_cache=300)
+    connector = GuardedConnector(allow_private=allow_private, limit=100, limit_per_host=8,
+                                 ttl_dns_cache=300)
     return aiohttp.ClientSession(connector=connector, headers={"User-Agent": user_agent},
                                  timeout=aiohttp.ClientTimeout(total=timeout_s))
 
 
 def check_url(url: str, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs and literal non-public addresses before connecting."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    """Refuse non-http(s) URLs and literal non-public addresses before connecting.
+
+    The host is checked as the connection will use it (normalised once: IDNA / UTS 46),
+    not as it is spelled."""
+    host = canonical_host(url)
+    if urlsplit(url).scheme not in ("https", "http") or not host:
         raise FetchError(f"refusing to fetch {url!r}: only http(s) URLs with a host", status_hint=400)
     if allow_private:
         return
     try:
-        public = address_is_public(parts.hostname)
+        public = address_is_public(host)
     except ValueError:
-        if parts.hostname.lower() in ("localhost",) or parts.hostname.endswith(".localhost"):
+        if host == "localhost" or host.endswith(".localhost"):
             raise BlockedAddressError(f"refusing to fetch {url}: loopback host") from None
-        return  # a name: the resolver checks what it resolves to
+        return  # a name: the resolver and the connector check what it resolves to
     if not public:
         raise BlockedAddressError(f"refusing to fetch {url}: non-public address")
 
