@@ -14,7 +14,7 @@ from activitypub._errors import (
     RemoteProtocolError,
     SignatureError,
 )
-from activitypub._hosts import canonical_host, normalize_host
+from activitypub._hosts import canonical_host, normalize_host, same_origin
 from activitypub._keys import (
     ed25519_multibase,
     load_ed25519_multibase,
@@ -54,6 +54,7 @@ __all__ = [
     "parse_signature_header",
     "proof_method",
     "public_key_pem",
+    "same_origin",
     "sign_request",
     "signing_string",
     "verify_proof",

@@ -54,3 +54,18 @@ def canonical_host(url: str) -> str:
     except ValueError:
         raise FetchError(f"{url[:200]!r} is not a valid URL", status_hint=400) from None
     return normalize_host(host) if host else ""
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when both URLs have one scheme, normalised host and port (RFC 6454)."""
+    try:
+        return _origin(a) == _origin(b)
+    except (FetchError, ValueError):
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    return scheme, canonical_host(url), port

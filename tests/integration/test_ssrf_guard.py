@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from activitypub import BlockedAddressError, canonical_host
 from activitypub.fetch import Fetcher, make_session
-from tests.integration.test_federation_endpoints import follow, start_node
 from tests.conftest import free_port
+from tests.integration.test_federation_endpoints import follow, start_node
 from tests.peers import Peer
 
 # 127.0.0.1 as an attacker writes it: fullwidth digits, ideographic full stops, circled digits.
