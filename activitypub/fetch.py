@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import json
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.resolver import DefaultResolver
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from activitypub._documents import ACTIVITY_JSON, LD_JSON, actor_keys, require_id
@@ -43,15 +45,44 @@ def address_is_public(address: str) -> bool:
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default, then refuses non-public addresses (SSRF guard)."""
+    """Resolves names on a thread pool of its own, then refuses non-public addresses (SSRF
+    guard).
 
-    def __init__(self, allow_private: bool = False) -> None:
-        self._inner = DefaultResolver()
+    Lookups are isolated by site (the last two labels of the name): a site whose names are
+    slow to resolve holds at most ``per_site`` lookups at a time and each gives up after
+    ``timeout_s``, so it cannot fill the pool that every other host's lookups need.
+    """
+
+    def __init__(self, allow_private: bool = False, *, threads: int = 32, per_site: int = 4,
+                 timeout_s: float = 5.0) -> None:
         self.allow_private = allow_private
+        self.per_site = per_site
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="resolver")
+        self._busy: dict[str, int] = {}
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
+        site = _site(host)
+        if self._busy.get(site, 0) >= self.per_site:
+            raise OSError(errno.EAGAIN, f"too many lookups under {site} in flight; try later")
+        self._busy[site] = self._busy.get(site, 0) + 1
+        lookup = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(
+            socket.getaddrinfo, host, port, family=family, type=socket.SOCK_STREAM,
+            flags=socket.AI_ADDRCONFIG))
+        # The thread runs until the system resolver gives up; it counts until then.
+        lookup.add_done_callback(lambda _: self._done(site))
+        try:
+            infos = await asyncio.wait_for(asyncio.shield(lookup), self.timeout_s)
+        except TimeoutError:
+            raise OSError(errno.ETIMEDOUT, f"resolving {host} took over {self.timeout_s} s") from None
+        results = [ResolveResult(hostname=host, host=str(addr[0]), port=int(addr[1]),
+                                 family=fam, proto=proto,
+                                 flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+                   for fam, _, proto, _, addr in infos
+                   if fam in (socket.AF_INET, socket.AF_INET6) and len(addr) >= 2]
+        if not results:
+            raise OSError(errno.ENOENT, f"{host} has no usable address")
         if not self.allow_private:
             for r in results:
                 if not address_is_public(r["host"]):
@@ -60,8 +91,23 @@ class GuardedResolver(AbstractResolver):
                         "connect (set federation.allow_private_addresses for tests only)")
         return results
 
+    def _done(self, site: str) -> None:
+        left = self._busy.get(site, 1) - 1
+        if left > 0:
+            self._busy[site] = left
+        else:
+            self._busy.pop(site, None)
+
     async def close(self) -> None:
-        await self._inner.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _site(host: str) -> str:
+    """What one party controls, roughly: an address, or a name's last two labels."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return ".".join(host.lower().rstrip(".").split(".")[-2:])
 
 
 class GuardedConnector(aiohttp.TCPConnector):
@@ -184,18 +230,29 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> by
 
 
 class Keyring:
-    """Actors and their public keys: cache first, then the origin; refetch once on request.
+    """Actors and their public keys: cache first, then the origin; refetch on request, at
+    most once per ``refresh_every_s`` for one actor (a bad signature must not turn into a
+    fetch each time: keys rotate rarely).
 
-    Concurrent look-ups of the same actor share one fetch.
+    Concurrent look-ups of the same actor share one fetch. Fetches to one host run at most
+    ``per_host`` at a time and each gives up after ``timeout_s``: a slow host's keys cannot
+    hold the others up.
     """
 
     def __init__(self, fetcher: Fetcher, *, ttl_s: float = 24 * 3600,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, refresh_every_s: float = 300.0,
+                 per_host: int = 4, timeout_s: float = 5.0) -> None:
         self.fetcher = fetcher
         self.ttl_s = ttl_s
         self.clock = clock
+        self.refresh_every_s = refresh_every_s
+        self.per_host = per_host
+        self.timeout_s = timeout_s
         self._actors: dict[str, tuple[float, dict[str, Any]]] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._refreshed: OrderedDict[str, float] = OrderedDict()
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
 
     def remember(self, actor: dict[str, Any]) -> None:
         """Seed the cache (e.g. with our own actor, or in tests)."""
@@ -203,6 +260,8 @@ class Keyring:
 
     async def actor(self, actor_id: str, *, refresh: bool = False) -> dict[str, Any]:
         cached = self._actors.get(actor_id)
+        if refresh and cached and not self._may_refresh(actor_id):
+            refresh = False
         if cached and not refresh and self.clock() - cached[0] < self.ttl_s:
             return cached[1]
         if actor_id in self._inflight:
@@ -210,7 +269,7 @@ class Keyring:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[actor_id] = fut
         try:
-            doc = await self.fetcher.get(actor_id)
+            doc = await self._fetch(actor_id)
             self._actors[actor_id] = (self.clock(), doc)
             fut.set_result(doc)
             return doc
@@ -220,6 +279,32 @@ class Keyring:
             raise
         finally:
             del self._inflight[actor_id]
+
+    def _may_refresh(self, actor_id: str) -> bool:
+        now = self.clock()
+        last = self._refreshed.get(actor_id)
+        if last is not None and now - last < self.refresh_every_s:
+            return False
+        self._refreshed[actor_id] = now
+        self._refreshed.move_to_end(actor_id)
+        while len(self._refreshed) > 10_000:
+            self._refreshed.popitem(last=False)
+        return True
+
+    async def _fetch(self, actor_id: str) -> dict[str, Any]:
+        host = canonical_host(actor_id)
+        sem = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
+        self._users[host] = self._users.get(host, 0) + 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with sem:
+                    return await self.fetcher.get(actor_id)
+        except TimeoutError:
+            raise FetchError(f"GET {actor_id}: no answer within {self.timeout_s} s") from None
+        finally:
+            self._users[host] -= 1
+            if not self._users[host]:  # nobody fetching from there: forget its slot
+                del self._users[host], self._hosts[host]
 
     async def public_key(self, key_id: str, *, refresh: bool = False) -> tuple[str, PublicKey]:
         """(owner actor id, key) for ``key_id``. Raises FetchError/RemoteProtocolError."""
