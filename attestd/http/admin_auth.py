@@ -198,6 +198,14 @@ class LoginThrottle:
         self._failures.pop(f"addr:{remote}", None)
         self._failures.pop(f"name:{name[:100]}", None)
 
+    def alert(self) -> str | None:
+        """A line for the dashboard while logins were being held back in the last hour."""
+        if self._alerted_at is None or self.clock() - self._alerted_at > 3600:
+            return None
+        return (f"Admin logins were slowed down in the last hour after repeated wrong "
+                f"passwords ({self.failures_total} since the node started). If nobody here "
+                "mistyped, someone is guessing passwords: see the audit log (login_failed).")
+
     def _alert(self, remote: str, name: str, wait: float) -> None:
         now = self.clock()
         if self._alerted_at is not None and now - self._alerted_at < self.alert_every_s:

@@ -249,7 +249,8 @@ async def dashboard(request: web.Request, admin: Admin) -> web.Response:
                   shares=shares, queue_depth=await svc.store.queue_depth(),
                   review_open=await svc.review.open_count(),
                   workers=await JobStore(svc.store).list_workers(),
-                  peers=await request.app[FEDERATION].peers.all(), now=utcnow())
+                  peers=await request.app[FEDERATION].peers.all(), now=utcnow(),
+                  login_alert=request.app[ADMIN_STATE].throttle.alert())
 
 
 # -- review -------------------------------------------------------------------------------

@@ -104,3 +104,7 @@ async def test_throttling_is_logged_once_and_counted(node: Any, fake_time: FakeT
     delayed = re.search(r"^attestd_admin_logins_delayed_total (\S+)$", metrics, re.M)
     assert failures and float(failures.group(1)) == 10
     assert delayed and float(delayed.group(1)) >= 6
+    # The dashboard says so too, after the right password got in.
+    assert await _attempt(node, lambda p: p, PASSWORD) == 303
+    dashboard = await (await node.get("/admin/")).text()
+    assert "Admin logins were slowed down" in dashboard and "login_failed" in dashboard
