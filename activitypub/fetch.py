@@ -26,7 +26,12 @@ from aiohttp.client_proto import ResponseHandler
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from activitypub._documents import ACTIVITY_JSON, LD_JSON, actor_keys, require_id
-from activitypub._errors import BlockedAddressError, FetchError, RemoteProtocolError
+from activitypub._errors import (
+    ActivityPubError,
+    BlockedAddressError,
+    FetchError,
+    RemoteProtocolError,
+)
 from activitypub._hosts import canonical_host
 from activitypub._keys import PublicKey, load_ed25519_multibase, load_public_key_pem
 from activitypub._signatures import sign_request
@@ -234,20 +239,24 @@ class Keyring:
     most once per ``refresh_every_s`` for one actor (a bad signature must not turn into a
     fetch each time: keys rotate rarely).
 
-    Concurrent look-ups of the same actor share one fetch. Fetches to one host run at most
-    ``per_host`` at a time and each gives up after ``timeout_s``: a slow host's keys cannot
-    hold the others up.
+    Concurrent look-ups of the same actor share one fetch, and one that failed is not tried
+    again for ``retry_failed_after_s`` (keyIds naming someone else's server must not make
+    this node hammer it). Fetches to one host run at most ``per_host`` at a time and each
+    gives up after ``timeout_s``: a slow host's keys cannot hold the others up.
     """
 
     def __init__(self, fetcher: Fetcher, *, ttl_s: float = 24 * 3600,
                  clock: Callable[[], float] = time.monotonic, refresh_every_s: float = 300.0,
-                 per_host: int = 4, timeout_s: float = 5.0) -> None:
+                 per_host: int = 4, timeout_s: float = 5.0,
+                 retry_failed_after_s: float = 60.0) -> None:
         self.fetcher = fetcher
         self.ttl_s = ttl_s
         self.clock = clock
         self.refresh_every_s = refresh_every_s
         self.per_host = per_host
         self.timeout_s = timeout_s
+        self.retry_failed_after_s = retry_failed_after_s
+        self._failed: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._actors: dict[str, tuple[float, dict[str, Any]]] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._refreshed: OrderedDict[str, float] = OrderedDict()
@@ -266,10 +275,21 @@ class Keyring:
             return cached[1]
         if actor_id in self._inflight:
             return await asyncio.shield(self._inflight[actor_id])
+        failed = self._failed.get(actor_id)
+        if failed is not None and self.clock() - failed[0] < self.retry_failed_after_s:
+            raise FetchError(f"{failed[1]} (not tried again for {self.retry_failed_after_s:.0f} s)")
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._inflight[actor_id] = fut
         try:
-            doc = await self._fetch(actor_id)
+            try:
+                doc = await self._fetch(actor_id)
+            except ActivityPubError as exc:
+                self._failed[actor_id] = (self.clock(), str(exc))
+                self._failed.move_to_end(actor_id)
+                while len(self._failed) > 10_000:
+                    self._failed.popitem(last=False)
+                raise
+            self._failed.pop(actor_id, None)
             self._actors[actor_id] = (self.clock(), doc)
             fut.set_result(doc)
             return doc

@@ -69,6 +69,40 @@ async def test_bad_signatures_do_not_refetch_the_key_every_time(node: Node) -> N
         await peer.stop()
 
 
+async def test_keys_that_cannot_be_fetched_are_not_fetched_again_each_time(node: Node) -> None:
+    # keyIds naming someone else's server: the node must not become a reflector.
+    hits = 0
+    port = free_port()
+
+    async def victim(request: web.Request) -> web.Response:
+        nonlocal hits
+        hits += 1
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", victim)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    attacker = await Peer(name="mallory").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(5):
+                act = follow(attacker, node)
+                act["actor"] = f"http://127.0.0.1:{port}/users/victim"
+                body = json.dumps(act).encode()
+                headers = sign_request(method="POST", url=node.inbox,
+                                       key_id=f"{act['actor']}#main-key",
+                                       private_key=attacker.key, body=body,
+                                       headers={"Content-Type": "application/activity+json"})
+                async with http.post(node.inbox, data=body, headers=headers) as r:
+                    assert r.status == 401
+        assert hits == 1, hits
+    finally:
+        await attacker.stop()
+        await runner.cleanup()
+
+
 class NamedPeer(Peer):
     """A Peer whose URLs carry a host name (resolved by the patched getaddrinfo below)."""
 
