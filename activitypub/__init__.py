@@ -14,6 +14,7 @@ from activitypub._errors import (
     RemoteProtocolError,
     SignatureError,
 )
+from activitypub._hosts import canonical_host, normalize_host, same_origin
 from activitypub._keys import (
     ed25519_multibase,
     load_ed25519_multibase,
@@ -41,6 +42,7 @@ __all__ = [
     "SignatureParams",
     "VerifiedProof",
     "VerifiedSignature",
+    "canonical_host",
     "check_digest",
     "create_proof",
     "ed25519_multibase",
@@ -48,9 +50,11 @@ __all__ = [
     "load_ed25519_private_multibase",
     "load_public_key_pem",
     "make_digest",
+    "normalize_host",
     "parse_signature_header",
     "proof_method",
     "public_key_pem",
+    "same_origin",
     "sign_request",
     "signing_string",
     "verify_proof",

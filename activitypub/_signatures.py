@@ -151,8 +151,10 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
                    now: datetime | None = None, max_skew_s: int = 3600) -> VerifiedSignature:
     """Check a signed request. Raises SignatureError saying what was wrong.
 
-    Requires (request-target); date or (created) within ``max_skew_s``; ``host`` signed on
-    GET; ``digest`` signed and matching on requests with a body. The request target is
+    Requires (request-target), ``host`` and ``date`` signed (a signature without Host could
+    be replayed to another node, one without Date whenever); date and (created), where
+    signed, within ``max_skew_s``; ``digest`` signed and matching on requests with a body.
+    The request target is
     tried with and then without the query string (some servers sign paged GETs without).
     """
     now_ts = (now or datetime.now(UTC)).timestamp()
@@ -162,8 +164,12 @@ def verify_request(*, method: str, path: str, query: str, headers: Mapping[str, 
         raise SignatureError(f"signature algorithm {params.algorithm!r} is not accepted")
     if "(request-target)" not in names:
         raise SignatureError("the signature does not cover (request-target)")
-    if method.upper() == "GET" and "host" not in names:
-        raise SignatureError("a signed GET must sign the host header")
+    if "host" not in names:
+        raise SignatureError("the signature does not cover the host header (add host to its "
+                             "headers parameter)")
+    if "date" not in names:
+        raise SignatureError("the signature does not cover the date header (add date to its "
+                             "headers parameter)")
     if body is not None and method.upper() != "GET":
         if "digest" not in names:
             raise SignatureError("a request with a body must sign its Digest header")

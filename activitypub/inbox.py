@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,8 @@ from activitypub._documents import require_id, types_of
 from activitypub._errors import ActivityPubError, RemoteProtocolError, SignatureError
 from activitypub._keys import PublicKey
 from activitypub._signatures import SignatureParams, parse_signature_header, verify_request
+
+log = logging.getLogger(__name__)
 
 
 class KeySource(Protocol):
@@ -122,7 +125,11 @@ async def verify_signed(keys: KeySource, req: InboxRequest, params: SignaturePar
     try:
         owner, key = await keys.public_key(params.key_id)
     except ActivityPubError as exc:
-        raise SignatureError(f"cannot get the signing key {params.key_id}: {exc}") from None
+        # The sender is a stranger: what the key's host answered (its status, whether it
+        # is reachable) stays in our log, or the inbox becomes a port scanner.
+        log.info("cannot get the signing key %s: %s", params.key_id, exc)
+        raise SignatureError(f"cannot get the signing key {params.key_id}: it was not "
+                             "served as a usable actor document") from None
     try:
         verify_request(method=req.method, path=req.path, query=req.query, headers=req.headers,
                        body=body, params=params, public_key=key, now=now, max_skew_s=max_skew_s)

@@ -23,3 +23,10 @@ class Metrics:
         self.index_entries = Gauge(
             "attestd_index_entries", "Perceptual hashes in the bad-hash index",
             registry=self.registry)
+        self.admin_login_failures = Counter(
+            "attestd_admin_login_failures", "Admin logins with a wrong name or password",
+            registry=self.registry)
+        self.admin_logins_delayed = Counter(
+            "attestd_admin_logins_delayed",
+            "Admin login attempts held back after repeated failures (someone guessing?)",
+            registry=self.registry)

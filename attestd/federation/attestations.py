@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from activitypub import create_proof
+from activitypub import create_proof, same_origin
 from attestd.errors import AttestdError
 from scanner import FrameHashes
 
@@ -143,6 +143,11 @@ def parse_attestation(obj: Mapping[str, Any]) -> Attestation:
         raise AttestationError("the attestation has no http(s) id")
     if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
         raise AttestationError("the attestation has no attributedTo actor URL")
+    if not same_origin(oid, issuer):
+        # An id names its issuer's object: one issued under another's host could take
+        # that id (and its retraction) before the real object arrives.
+        raise AttestationError(f"the attestation's id {oid[:200]} is not on its issuer's "
+                               f"host ({issuer[:200]})")
     sha = obj.get("sha256")
     if not isinstance(sha, str) or not _HEX64.match(sha):
         raise AttestationError("sha256 must be 64 lower-case hex digits")

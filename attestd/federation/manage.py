@@ -91,6 +91,12 @@ async def answer_follower(fed: Federated, follower: str, *, accept: bool, actor:
         return False
     state = "accepted" if accept else "rejected"
     await fed.fstore.set_follower_state(follower, state)
+    if not accept:
+        # Nothing more goes to a follower we no longer want, even what was already queued
+        # (its shared inbox too, unless another accepted follower reads from it).
+        still_used = set(await fed.fstore.accepted_inboxes())
+        for inbox in {row["inbox"], row["shared_inbox"]} - still_used - {None}:
+            await fed.fstore.cancel_deliveries_to(inbox)
     await fed.fstore.enqueue([row["shared_inbox"] or row["inbox"]], respond(
         "Accept" if accept else "Reject", _activity_id(fed.me), fed.me.actor,
         row["follow_activity"] or follow("", follower, fed.me.actor)))

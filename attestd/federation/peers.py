@@ -9,6 +9,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from activitypub import same_origin
 from attestd.db import schema as t
 from attestd.db.store import Store
 from attestd.decisions import ATTESTATION_SOURCE
@@ -147,9 +148,17 @@ class PeerStore:
             old = (await conn.execute(select(a.c.id, a.c.retracted_at, a.c.sha256, a.c.issuer,
                                              a.c.published)
                                       .where(a.c.object_id == att.id))).first()
+            if old is not None and old.issuer != att.issuer:
+                # Kept before tombstones and ids were bound to their issuer: someone else's
+                # claim on this id; the issuer's own object takes its place.
+                await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{old.id}")
+                if old.sha256:
+                    await self.store.judgement_changed(conn, old.sha256)
+                await conn.execute(delete(a).where(a.c.id == old.id))
+                old = None
             if old is not None and old.retracted_at is not None:
                 return "retracted_earlier"
-            if old is not None and (not replace or old.issuer != att.issuer):
+            if old is not None and not replace:
                 return "unchanged"
             old_published = as_utc(old.published) if old is not None else None
             if (old_published is not None and att.published is not None
@@ -173,13 +182,17 @@ class PeerStore:
         """Retract an attestation its issuer deleted; returns its sha256 if it was live.
 
         A Delete that arrives before its Create leaves a tombstone, so the late Create
-        is not applied.
+        is not applied; but only a peer's Delete of an id on its own host does: a tombstone
+        binds to its issuer, and nobody else may pre-empt the issuer's object.
         """
         a = t.attestations
         async with self.store.writing() as conn:
             row = (await conn.execute(select(a.c.id, a.c.issuer, a.c.sha256, a.c.retracted_at)
                                       .where(a.c.object_id == object_id))).first()
             if row is None:
+                if not same_origin(object_id, issuer) or (await conn.execute(
+                        select(t.peers.c.id).where(t.peers.c.actor == issuer))).first() is None:
+                    return None
                 await conn.execute(a.insert().values(
                     object_id=object_id, issuer=issuer, sha256="", label="", method="",
                     retracted_at=utcnow(), received_at=utcnow()))

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from activitypub import ed25519_multibase, public_key_pem
+from activitypub import ActivityPubError, canonical_host, ed25519_multibase, normalize_host, public_key_pem
 from activitypub._documents import ActorSpec
 from activitypub.delivery import Deliverer
 from activitypub.fetch import Fetcher, Keyring, make_session
@@ -17,6 +17,7 @@ from activitypub.inbox import InboxVerifier
 from attestd import __version__
 from attestd.config import Config
 from attestd.db.store import Store
+from attestd.errors import ConfigError
 from attestd.federation.backfill import Backfiller
 from attestd.federation.handlers import ActivityHandler
 from attestd.federation.peers import PeerStore
@@ -72,10 +73,17 @@ async def open_federation(config: Config, store: Store,
     session = make_session(allow_private=fed_cfg.allow_private_addresses, user_agent=USER_AGENT)
     fstore = FederationStore(store, writes)
     await fstore.load_recent(2 * fed_cfg.max_clock_skew_s + 600)
-    blocked = {h.lower() for h in fed_cfg.blocked_hosts}
+    # One spelling for both sides: ｂｌｏｃｋｅｄ.example is blocked.example.
+    try:
+        blocked = {normalize_host(h) for h in fed_cfg.blocked_hosts}
+    except ActivityPubError as exc:
+        raise ConfigError(f"federation.blocked_hosts: {exc}; list host names only") from None
 
     async def is_blocked(url: str) -> bool:
-        return (urlsplit(url).hostname or "").lower() in blocked
+        try:
+            return canonical_host(url) in blocked
+        except ActivityPubError:
+            return True  # no host we could ever connect to: nothing to hear from
 
     fetcher = Fetcher(session, key_id=spec.main_key_id, private_key=keys.rsa,
                       allow_private=fed_cfg.allow_private_addresses)

@@ -50,6 +50,13 @@ class FederationStore:
                 await conn.execute(t.deliveries.insert(), rows)
         return len(rows)
 
+    async def cancel_deliveries_to(self, inbox: str) -> int:
+        """Drop what is queued (or waiting to retry) for ``inbox``; returns how many."""
+        async with self.store.writing() as conn:
+            res = await conn.execute(t.deliveries.delete().where(and_(
+                t.deliveries.c.inbox == inbox, t.deliveries.c.state.in_(("queued", "parked")))))
+        return int(res.rowcount or 0)
+
     # -- activitypub.delivery.DeliveryStore ------------------------------------------------
 
     async def due(self, now: datetime, limit: int) -> Sequence[Delivery]:

@@ -8,9 +8,13 @@ since a browser never adds one to a request by itself.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import logging
 import time
-from collections import deque
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,10 +29,14 @@ LOGIN_CSRF_COOKIE = "attestd_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Failed logins allowed per client address and name before it must wait.
-LOGIN_FAILURES = 5
+# Failed logins per client address, and per name, before attempts wait; the wait doubles
+# with each further failure up to LOGIN_MAX_DELAY_S; failures are forgotten after
+# LOGIN_WINDOW_S without one.
+LOGIN_FREE_FAILURES = 3
+LOGIN_MAX_DELAY_S = 30.0
 LOGIN_WINDOW_S = 15 * 60
 
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,27 +126,96 @@ def clear_session_cookie(response: web.StreamResponse) -> None:
 
 
 class LoginThrottle:
-    """Refuses a client address and name after repeated failed logins, for a while."""
+    """Growing delays after failed logins, counted by client address and by name apart.
 
-    def __init__(self, failures: int = LOGIN_FAILURES, window_s: float = LOGIN_WINDOW_S) -> None:
-        self.failures = failures
-        self.window_s = window_s
-        self._seen: dict[tuple[str, str], deque[float]] = {}
+    Nothing is ever locked: an attempt waits (``delay_s``) and is then checked, so a right
+    password gets in after at most ``cap_s`` however many wrong ones came first, from
+    wherever. Each address has at most one attempt in flight, so guesses at a name go at
+    the pace of the delays whatever the attacker runs in parallel, and a new address gets
+    no fresh free tries at a name under attack. Failures are forgotten after ``forget_s``
+    without one.
+    """
 
-    def blocked(self, remote: str, name: str) -> bool:
-        times = self._recent(remote, name)
-        return len(times) >= self.failures
+    def __init__(self, free: int = LOGIN_FREE_FAILURES, base_s: float = 1.0,
+                 cap_s: float = LOGIN_MAX_DELAY_S, forget_s: float = LOGIN_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 alert_every_s: float = 300.0) -> None:
+        self.free = free
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.forget_s = forget_s
+        self.clock = clock
+        self.sleep = sleep
+        self.alert_every_s = alert_every_s
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._in_flight: set[str] = set()
+        self._alerted_at: float | None = None
+        self.failures_total = 0
+        self.delayed_total = 0
+
+    def delay_s(self, remote: str, name: str) -> float:
+        """How long an attempt from ``remote`` for ``name`` waits before it is checked."""
+        now = self.clock()
+        wait = 0.0
+        for key in (f"addr:{remote}", f"name:{name[:100]}"):
+            count, last = self._failures.get(key, (0, now))
+            if now - last > self.forget_s:
+                self._failures.pop(key, None)
+                continue
+            if count >= self.free:
+                step = min(self.cap_s, self.base_s * 2 ** (count - self.free))
+                wait = max(wait, last + step - now)
+        return max(0.0, min(wait, self.cap_s))
+
+    @contextlib.asynccontextmanager
+    async def attempt(self, remote: str, name: str) -> AsyncIterator[None]:
+        """Wait out the delay, then let the caller check the password (one at a time per
+        address). Raises LoginBusy if this address already has an attempt waiting."""
+        if remote in self._in_flight:
+            raise LoginBusy("one login attempt at a time: wait for the last one's answer")
+        self._in_flight.add(remote)
+        try:
+            wait = self.delay_s(remote, name)
+            if wait > 0:
+                self.delayed_total += 1
+                self._alert(remote, name, wait)
+                await self.sleep(wait)
+            yield
+        finally:
+            self._in_flight.discard(remote)
 
     def failed(self, remote: str, name: str) -> None:
-        self._recent(remote, name).append(time.monotonic())
-        if len(self._seen) > 10_000:  # a flood of names: forget the oldest
-            self._seen.pop(next(iter(self._seen)))
+        self.failures_total += 1
+        now = self.clock()
+        for key in (f"addr:{remote}", f"name:{name[:100]}"):
+            count, last = self._failures.pop(key, (0, now))
+            self._failures[key] = (count + 1 if now - last <= self.forget_s else 1, now)
+        while len(self._failures) > 10_000:  # a flood of names: forget the oldest
+            self._failures.popitem(last=False)
 
     def succeeded(self, remote: str, name: str) -> None:
-        self._seen.pop((remote, name[:100]), None)
+        self._failures.pop(f"addr:{remote}", None)
+        self._failures.pop(f"name:{name[:100]}", None)
 
-    def _recent(self, remote: str, name: str) -> deque[float]:
-        times = self._seen.setdefault((remote, name[:100]), deque(maxlen=self.failures))
-        while times and time.monotonic() - times[0] > self.window_s:
-            times.popleft()
-        return times
+    def alert(self) -> str | None:
+        """A line for the dashboard while logins were being held back in the last hour."""
+        if self._alerted_at is None or self.clock() - self._alerted_at > 3600:
+            return None
+        return (f"Admin logins were slowed down in the last hour after repeated wrong "
+                f"passwords ({self.failures_total} since the node started). If nobody here "
+                "mistyped, someone is guessing passwords: see the audit log (login_failed).")
+
+    def _alert(self, remote: str, name: str, wait: float) -> None:
+        now = self.clock()
+        if self._alerted_at is not None and now - self._alerted_at < self.alert_every_s:
+            return
+        self._alerted_at = now
+        log.warning("admin logins are being slowed down after repeated wrong passwords "
+                    "(latest: name %r from %s, held %.0f s); %d failed logins so far. If "
+                    "nobody here mistyped, someone is guessing passwords.",
+                    name[:100], remote, wait, self.failures_total)
+
+
+class LoginBusy(Exception):
+    """An address tried to log in again before its previous attempt was answered."""

@@ -27,6 +27,7 @@ from attestd.http.admin_auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
     Admin,
+    LoginBusy,
     admin_from_request,
     clear_session_cookie,
     require_admin,
@@ -35,7 +36,7 @@ from attestd.http.admin_auth import (
     users,
 )
 from attestd.http.admin_context import ADMIN_STATE, AdminState, federated
-from attestd.http.appkeys import FEDERATION, SERVICES, STORE
+from attestd.http.appkeys import FEDERATION, METRICS, SERVICES, STORE
 from attestd.jobs.store import JobStore
 from attestd.model import AuditEntry, utcnow
 from attestd.review import REVIEW_KINDS
@@ -183,11 +184,19 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:1024]
     throttle = request.app[ADMIN_STATE].throttle
     remote = request.remote or "?"
-    if throttle.blocked(remote, name):
-        return await login_page(request, error="Too many failed attempts; wait 15 minutes.",
-                                status=429, next_url=str(form.get("next", "")))
-    if not name or not await users(request).check(name, password):
+    metrics = request.app[METRICS]
+    if throttle.delay_s(remote, name) > 0:
+        metrics.admin_logins_delayed.inc()
+    try:
+        # Wrong passwords make later attempts wait (up to 30 s), never lock the name.
+        async with throttle.attempt(remote, name):
+            ok = bool(name) and await users(request).check(name, password)
+    except LoginBusy as exc:
+        return await login_page(request, error=f"{exc}.", status=429,
+                                next_url=str(form.get("next", "")))
+    if not ok:
         throttle.failed(remote, name)
+        metrics.admin_login_failures.inc()
         await request.app[STORE].write_audit([AuditEntry(
             actor=f"admin-ui:{name}", action="login_failed", reason=f"from {remote}")])
         return await login_page(request, error="Wrong name or password.", status=401,
@@ -240,7 +249,8 @@ async def dashboard(request: web.Request, admin: Admin) -> web.Response:
                   shares=shares, queue_depth=await svc.store.queue_depth(),
                   review_open=await svc.review.open_count(),
                   workers=await JobStore(svc.store).list_workers(),
-                  peers=await request.app[FEDERATION].peers.all(), now=utcnow())
+                  peers=await request.app[FEDERATION].peers.all(), now=utcnow(),
+                  login_alert=request.app[ADMIN_STATE].throttle.alert())
 
 
 # -- review -------------------------------------------------------------------------------

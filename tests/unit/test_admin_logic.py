@@ -24,18 +24,53 @@ def test_password_hashes_are_salted_and_verify_only_the_password() -> None:
         assert not verify_password("correct horse battery", broken)
 
 
-def test_login_throttle_blocks_after_repeated_failures_per_address_and_name() -> None:
-    throttle = LoginThrottle(failures=3, window_s=60)
+def test_login_throttle_delays_grow_by_address_and_by_name_and_stay_short() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(free=3, base_s=1.0, cap_s=30.0, forget_s=600,
+                             clock=lambda: now[0])
     for _ in range(3):
-        assert not throttle.blocked("10.0.0.1", "mod")
+        assert throttle.delay_s("10.0.0.1", "mod") == 0
         throttle.failed("10.0.0.1", "mod")
-    assert throttle.blocked("10.0.0.1", "mod")
-    assert not throttle.blocked("10.0.0.2", "mod") and not throttle.blocked("10.0.0.1", "other")
+    assert throttle.delay_s("10.0.0.1", "mod") == 1.0
+    # The name is throttled from every address; the address for every name.
+    assert throttle.delay_s("10.0.0.2", "mod") == 1.0
+    assert throttle.delay_s("10.0.0.1", "other") == 1.0
+    assert throttle.delay_s("10.0.0.2", "other") == 0
+    for _ in range(20):
+        throttle.failed("10.0.0.1", "mod")
+    assert throttle.delay_s("10.0.0.1", "mod") == 30.0  # capped
+    now[0] += 10
+    assert throttle.delay_s("10.0.0.1", "mod") == 20.0  # counted from the last failure
     throttle.succeeded("10.0.0.1", "mod")
-    assert not throttle.blocked("10.0.0.1", "mod")
-    quick = LoginThrottle(failures=1, window_s=0)
-    quick.failed("a", "b")
-    assert not quick.blocked("a", "b")  # the window has passed
+    assert throttle.delay_s("10.0.0.1", "mod") == 0
+    throttle.failed("a", "b"), throttle.failed("a", "b"), throttle.failed("a", "b")
+    now[0] += 601
+    assert throttle.delay_s("a", "b") == 0  # forgotten after a quiet while
+
+
+async def test_login_throttle_lets_one_attempt_per_address_wait_at_a_time() -> None:
+    import asyncio
+
+    from attestd.http.admin_auth import LoginBusy
+
+    release = asyncio.Event()
+
+    async def sleep(_: float) -> None:
+        await release.wait()
+
+    throttle = LoginThrottle(free=0, sleep=sleep)
+    throttle.failed("10.0.0.1", "mod")
+
+    async def attempt() -> None:
+        async with throttle.attempt("10.0.0.1", "mod"):
+            pass
+
+    first = asyncio.create_task(attempt())
+    await asyncio.sleep(0)
+    with pytest.raises(LoginBusy):
+        await attempt()
+    release.set()
+    await first
 
 
 def test_hour_bars_stack_accepted_rejected_and_other_within_the_chart() -> None:
