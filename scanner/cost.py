@@ -26,14 +26,14 @@ def decode_work(data: bytes) -> int:
     try:
         if data[:6] in (b"GIF87a", b"GIF89a"):
             w, h = struct.unpack_from("<HH", data, 6)
-            return max(fallback, w * h * _gif_frames(data))
+            return max(fallback, int(w) * int(h) * _gif_frames(data))
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             w, h = struct.unpack_from(">II", data, 16)
             frames = 1
             at = data.find(b"acTL", 8, 4096)
             if at >= 0:
-                (frames,) = struct.unpack_from(">I", data, at + 4)
-            return max(fallback, w * h * max(1, frames))
+                frames = int(struct.unpack_from(">I", data, at + 4)[0])
+            return max(fallback, int(w) * int(h) * max(1, frames))
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
             w = 1 + int.from_bytes(data[24:27], "little")
             h = 1 + int.from_bytes(data[27:30], "little")
