@@ -104,5 +104,15 @@ def decide_unknown(sha256: str, policy: PolicyConfig, why: str,
                         f"{why}; policy.on_unknown = {policy.on_unknown}", hashes=hashes)
 
 
+def decide_unhashable(sha256: str, policy: PolicyConfig, kind: str, why: str) -> CheckOutcome:
+    """The outcome when the image could not be hashed (``kind``: deadline, busy, timeout,
+    crashed, budget): ``policy.on_unhashable``, never ``on_unknown``."""
+    decision: Decision = "reject" if policy.on_unhashable == "reject" else "accept"
+    return CheckOutcome(sha256, decision, None, "policy:on_unhashable",
+                        f"the image could not be hashed: {why}; "
+                        f"policy.on_unhashable = {policy.on_unhashable}",
+                        unhashable_kind=kind, detail={"unhashable": kind})
+
+
 def _match_detail(m: IndexMatch) -> dict[str, object]:
     return {"match": m.kind, "distance": m.distance, "frame": m.frame, "entry": m.entry.id}
