@@ -95,6 +95,13 @@ class CheckPipeline:
         self._count(outcome, started)
         return outcome
 
+    async def close(self) -> None:
+        """Stop hashing that no check waits for any more (at shutdown)."""
+        running = list(self._hashing.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     async def decide_stored(self, sha: str) -> CheckOutcome | None:
         """Decide an image from what is stored about its sha256, without its bytes.
 

@@ -67,6 +67,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             metrics=metrics, jobs=jobs,
             classify_unknown=config.classifier.enabled or config.workers.enabled,
             review=review, quorum=config.federation.bad_quorum)
+        stack.push_async_callback(pipeline.close)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review)
 
