@@ -1,0 +1,97 @@
+"""The order in which the decoders take work (scanner.scheduling), without processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from scanner import UnreadableImage
+from scanner.scheduling import HEAVY_WORK, FairQueue, Shares
+
+CHEAP, HEAVY = 1_000_000, HEAVY_WORK * 10
+
+
+async def _hold(q: FairQueue, caller: str, work: int, order: list[str], name: str,
+                until: asyncio.Event) -> None:
+    async with q.slot(caller, work):
+        order.append(name)
+        await until.wait()
+
+
+async def test_cheapest_first_and_a_decoder_kept_from_heavy_work() -> None:
+    q = FairQueue(Shares(slots=2))
+    assert (q.shares.heavy_slots, q.shares.caller_heavy_slots) == (1, 1)
+    order: list[str] = []
+    go = asyncio.Event()
+    tasks = [asyncio.create_task(_hold(q, "a", HEAVY, order, f"heavy{i}", go))
+             for i in range(2)]
+    await asyncio.sleep(0)
+    # One heavy image decodes; the second waits although a decoder is free.
+    assert order == ["heavy0"] and q.waiting == 1
+    cheap = asyncio.create_task(_hold(q, "a", CHEAP, order, "cheap", go))
+    await asyncio.sleep(0)
+    assert order == ["heavy0", "cheap"]
+    go.set()
+    await asyncio.gather(*tasks, cheap)
+    assert order == ["heavy0", "cheap", "heavy1"] and q.waiting == 0
+
+
+async def test_the_caller_holding_fewest_decoders_goes_next_and_cheaper_first() -> None:
+    q = FairQueue(Shares(slots=1))
+    order: list[str] = []
+    first, rest = asyncio.Event(), asyncio.Event()
+    rest.set()
+    holder = asyncio.create_task(_hold(q, "a", CHEAP, order, "a0", first))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(_hold(q, c, w, order, n, rest))
+               for c, w, n in (("a", 5 * CHEAP, "a-big"), ("a", 2 * CHEAP, "a-small"),
+                               ("b", 3 * CHEAP, "b"))]
+    await asyncio.sleep(0)
+    first.set()
+    await asyncio.gather(holder, *waiting)
+    # Every caller's cheapest first; with one decoder, ties go to the cheaper head.
+    assert order == ["a0", "a-small", "b", "a-big"]
+
+
+async def test_over_its_share_a_caller_is_told_busy_and_others_are_not() -> None:
+    q = FairQueue(Shares(slots=2, caller_heavy_waiting=1, caller_waiting=3))
+    go = asyncio.Event()
+    order: list[str] = []
+    held = [asyncio.create_task(_hold(q, "flood", HEAVY, order, f"h{i}", go)) for i in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(UnreadableImage) as err:
+        await q.acquire("flood", HEAVY)
+    assert err.value.kind == "busy" and "expensive" in err.value.reason
+    other = asyncio.create_task(_hold(q, "other", HEAVY, order, "other", go))
+    await asyncio.sleep(0)
+    assert q.waiting == 2
+    go.set()
+    await asyncio.gather(*held, other)
+    assert sorted(order) == ["h0", "h1", "other"]
+
+
+async def test_a_caller_that_gives_up_while_waiting_frees_its_place() -> None:
+    q = FairQueue(Shares(slots=1))
+    go = asyncio.Event()
+    order: list[str] = []
+    holder = asyncio.create_task(_hold(q, "a", CHEAP, order, "a", go))
+    await asyncio.sleep(0)
+    quitter = asyncio.create_task(_hold(q, "b", CHEAP, order, "quitter", go))
+    later = asyncio.create_task(_hold(q, "c", CHEAP, order, "later", go))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    go.set()  # the holder's release runs while the quitter's cancellation is pending
+    await asyncio.gather(holder, later)
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    assert order == ["a", "later"] and q.waiting == 0
+    # Every slot came back: the whole pool is free again.
+    releases = [await q.acquire("d", CHEAP)]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await q.acquire("d", CHEAP)
+    releases[0]()
+    releases[0]()  # giving back twice gives back once
+    release = await q.acquire("e", CHEAP)
+    release()
