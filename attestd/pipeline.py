@@ -135,8 +135,6 @@ class CheckPipeline:
             try:
                 hashes = await self._hash(sha, data, actor)
             except UnreadableImage as exc:
-                if self.review is not None and exc.kind != "busy":
-                    await self.review.add(sha, "unreadable", exc.reason, data=data)
                 if exc.kind in UNHASHABLE_KINDS:
                     return await self._unhashable(sha, data, exc.kind, exc.reason)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
@@ -191,8 +189,8 @@ class CheckPipeline:
         if running is None:
             failed = self._failed.get(sha)
             if failed is not None and time.monotonic() - failed[0] < _FAILED_TTL_S:
-                raise failed[1]
-            running = asyncio.ensure_future(self._hash_and_keep(data, actor))
+                raise UnreadableImage(failed[1].kind, failed[1].reason)
+            running = asyncio.ensure_future(self._hash_and_keep(sha, data, actor))
             self._hashing[sha] = running
             running.add_done_callback(functools.partial(self._hashed, sha))
         return await asyncio.shield(running)
@@ -211,8 +209,14 @@ class CheckPipeline:
         elif exc is not None and not isinstance(exc, UnreadableImage):
             log.error("hashing %s failed: %s", sha, exc, exc_info=exc)
 
-    async def _hash_and_keep(self, data: bytes, actor: str) -> ImageHashes:
-        hashes = await self.hasher(data, caller=actor)
+    async def _hash_and_keep(self, sha: str, data: bytes, actor: str) -> ImageHashes:
+        try:
+            hashes = await self.hasher(data, caller=actor)
+        except UnreadableImage as exc:
+            # Here, not in the check: once per decode, even when no check waits any more.
+            if self.review is not None and exc.kind != "busy":
+                await self.review.add(sha, "unreadable", exc.reason, data=data)
+            raise
         self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes
 

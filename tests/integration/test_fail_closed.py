@@ -17,7 +17,7 @@ from PIL import Image
 
 from attestd.http import create_app
 from attestd.http.appkeys import INDEX, PIPELINE, SERVICES, STORE
-from scanner import ImageHashes, UnreadableImage
+from scanner import ImageHashes, UnreadableImage, sha256_hex
 from tests.conftest import CALLER, async_wait_for, make_config
 from tests.images import jpeg, reencoded, scene
 
@@ -120,6 +120,11 @@ async def test_a_decoder_timeout_or_crash_is_unhashable_not_unreadable_to_accept
     # The result is remembered: the same bytes are answered without decoding again.
     status, body = await _post(node, first)
     assert status == 422 and len(seen) == 2
+    # A file the decoder gave up on waits for a human, with its copy.
+    review = node.app[SERVICES].review
+    item = await review.get(sha256_hex(first))
+    assert item is not None and item.kind == "unreadable" and "timeout" in item.reason
+    assert await review.copy(sha256_hex(first)) == first
 
 
 async def test_busy_decoders_never_mean_accept(tmp_path: Path, db_url: str,
