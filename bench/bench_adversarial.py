@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import io
-import struct
 import sys
 import tempfile
 import time
@@ -29,34 +27,13 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import describe  # noqa: E402
 from bench.node import running_node  # noqa: E402
-from tests.images import jpeg, reencoded  # noqa: E402
+from tests.images import expensive_gif, jpeg, reencoded  # noqa: E402
 
 DEADLINE_S = 8.0
-
-
-def expensive_gif(seed: int, frames: int, side: int = 1500) -> bytes:
-    """A GIF that is small on the wire and slow to decode: one full ``side``² frame, then
-    ``frames`` 1-pixel frames, each composited onto the whole canvas by a decoder."""
-    base = Image.new("P", (side, side), 0)
-    base.putpalette([0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 255, 0])
-    base.putpixel((seed % side, 0), 1)
-    buf = io.BytesIO()
-    base.save(buf, "GIF", optimize=False)
-    head = buf.getvalue().rstrip(b"\x3b")
-    out = bytearray(head)
-    gce = b"\x21\xf9\x04\x04\x02\x00\x00\x00"  # do not dispose, 20 ms
-    for i in range(frames):
-        x, y = (seed * 7919 + i * 31) % side, (i * 17) % side
-        # A 1x1 image of colour 1 or 2: LZW (min code size 2) of one pixel.
-        pixel = b"\x02\x02\x4c\x01\x00" if i % 2 else b"\x02\x02\x54\x01\x00"
-        out += gce + b"\x2c" + struct.pack("<HHHH", x, y, 1, 1) + b"\x00" + pixel
-    out += b"\x3b"
-    return bytes(out)
 
 
 def ordinary(seed: int) -> bytes:

@@ -19,7 +19,7 @@ from attestd.http import create_app
 from attestd.http.appkeys import INDEX, PIPELINE, SERVICES, STORE
 from scanner import ImageHashes, UnreadableImage, sha256_hex
 from tests.conftest import CALLER, async_wait_for, make_config
-from tests.images import jpeg, reencoded, scene
+from tests.images import expensive_gif, jpeg, reencoded, scene
 
 SCAN = f"/api/v1/scan/{CALLER}"
 HashFn = Callable[..., Awaitable[ImageHashes]]
@@ -168,3 +168,27 @@ async def test_an_image_hidden_between_sampled_frames_is_found(
     assert body["label"] == "blocked" and "perceptually" in body["reason"]
     # Every frame was looked at, but near-identical neighbours were hashed once.
     assert body["frames"] <= 6, body
+
+
+async def test_a_flood_of_expensive_animations_lets_no_blocked_copy_in(
+        tmp_path: Path, db_url: str, aiohttp_client: Any) -> None:
+    # Real expensive GIFs against a real pool of two decoders; the deadline is short so
+    # the test is, and the frame budget shorter than the deadline.
+    cfg = make_config(tmp_path, db_url, policy={"deadline_s": 3.0},
+                      scanner={"frame_budget_s": 1.0})
+    node = await aiohttp_client(create_app(cfg))
+    blocked = jpeg(80, (800, 600))
+    await _block(node, blocked)
+    flood = [expensive_gif(seed, 4900) for seed in range(4)]
+    posts = [asyncio.create_task(_post(node, g, "image/gif")) for g in flood]
+    await asyncio.sleep(0.3)  # the flood has reached the decoders
+    copy_status, copy_body = await _post(node, reencoded(blocked))
+    new_status, new_body = await _post(node, jpeg(81))
+    answers = await asyncio.gather(*posts)
+    # Before issue 16 the copy waited behind the flood and passed as "unknown".
+    assert copy_status == 406 and copy_body["label"] == "blocked", copy_body
+    # An ordinary upload is still hashed and answered, not turned away as busy.
+    assert new_status == 200 and new_body["source"] == "policy:on_unknown", new_body
+    # The flood itself is never accepted: each is over its budget or refused as busy.
+    assert {s for s, _ in answers} <= {422, 503}, answers
+    assert {b["detail"]["unhashable"] for _, b in answers} <= {"budget", "busy", "deadline"}
