@@ -183,8 +183,15 @@ def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
     with Image.open(io.BytesIO(data)) as im:
         fmt, frame_count = _check_opened(im, data, limits)
         width, height = im.size
-        if frame_count == 1:
-            frames: tuple[FrameHashes, ...] = (_hash_frame(im, 0, fmt),)
+        if frame_count == 1 or fmt in ("JPEG", "MPO"):
+            # Stills, and the few pictures of a multi-picture JPEG: each one hashed, as
+            # before (a JPEG's first is decoded at the hashing size, from the DCT).
+            if frame_count > limits.max_distinct_frames:
+                raise UnreadableImage(
+                    "budget", f"the file holds {frame_count} pictures, more than "
+                    f"{limits.max_distinct_frames} (scanner.max_distinct_frames)")
+            frames: tuple[FrameHashes, ...] = tuple(
+                _hash_frame(im, index, fmt) for index in range(frame_count))
         else:
             frames = distinct_frame_hashes(
                 every_frame(im, frame_count), _hash_rgb,
