@@ -144,6 +144,9 @@ def main() -> None:
         node.cli("override", "block", str(path), "--note", "bench")
         url = f"{node.base}/api/v1/scan/IPADDR"
         time.sleep(2)  # the serving process follows the new block within about a second
+        # Warm-up (not counted): the decoder processes start on first use.
+        asyncio.run(phase(url, 2, collections.deque(ordinary(-1 - i) for i in range(8)),
+                          [], 0, []))
         queue = collections.deque(photos)
 
         calm, _, _ = asyncio.run(phase(url, args.calm_seconds, queue, [], 0, []))
