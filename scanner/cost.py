@@ -29,11 +29,20 @@ def decode_work(data: bytes) -> int:
             return max(fallback, int(w) * int(h) * _gif_frames(data))
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             w, h = struct.unpack_from(">II", data, 16)
-            frames = 1
-            at = data.find(b"acTL", 8, 4096)
+            # An APNG says how many frames it has (acTL) and has a frame control chunk
+            # (fcTL) per frame; the larger count, in case one is made to mislead.
+            frames = data.count(b"fcTL")
+            at = data.find(b"acTL", 8)
             if at >= 0:
-                frames = int(struct.unpack_from(">I", data, at + 4)[0])
+                frames = max(frames, int(struct.unpack_from(">I", data, at + 4)[0]))
             return max(fallback, int(w) * int(h) * max(1, frames))
+        if data[:2] == b"\xff\xd8":
+            return max(fallback, _jpeg_pixels(data))
+        if data[4:8] == b"ftyp":  # AVIF (HEIF): the image spatial extent property
+            at = data.find(b"ispe", 8, 1 << 16)
+            if at >= 0:
+                w, h = struct.unpack_from(">II", data, at + 8)
+                return max(fallback, int(w) * int(h) * max(1, data.count(b"ispe")))
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] == b"VP8X":
             w = 1 + int.from_bytes(data[24:27], "little")
             h = 1 + int.from_bytes(data[27:30], "little")
@@ -41,6 +50,22 @@ def decode_work(data: bytes) -> int:
     except struct.error:
         pass
     return fallback
+
+
+def _jpeg_pixels(data: bytes) -> int:
+    """Width × height from the first SOF marker (0 if none is found in a few steps); all
+    the pictures of a multi-picture file are counted by their SOF markers."""
+    at, n = 2, len(data)
+    for _ in range(64):
+        if at + 9 > n or data[at] != 0xFF:
+            return 0
+        marker = data[at + 1]
+        (length,) = struct.unpack_from(">H", data, at + 2)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack_from(">HH", data, at + 5)
+            return int(w) * int(h) * max(1, data.count(b"\xff\xd8\xff"))
+        at += 2 + int(length)
+    return 0
 
 
 def _gif_frames(data: bytes) -> int:

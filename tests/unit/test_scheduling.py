@@ -95,3 +95,18 @@ async def test_a_caller_that_gives_up_while_waiting_frees_its_place() -> None:
     releases[0]()  # giving back twice gives back once
     release = await q.acquire("e", CHEAP)
     release()
+
+
+def test_decode_cost_is_guessed_from_headers_and_not_fooled_by_missing_extensions() -> None:
+    from scanner.cost import decode_work
+    from tests.images import expensive_gif, jpeg
+
+    gif = expensive_gif(1, 300)
+    assert decode_work(gif) == 1500 * 1500 * 301
+    # Without the graphic control extensions a byte search would count on, the block walk
+    # still finds every frame.
+    stripped = gif.replace(b"\x21\xf9\x04\x04\x02\x00\x00\x00", b"")
+    assert decode_work(stripped) == 1500 * 1500 * 301
+    assert decode_work(jpeg(1, (4000, 3000), quality=30)) >= 4000 * 3000
+    # Anything unparsed counts by its size, never as free.
+    assert decode_work(b"\x00" * 1000) == 4000
