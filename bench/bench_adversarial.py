@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from hashlib import sha256
 from pathlib import Path
 
 import aiohttp
@@ -41,7 +42,8 @@ def ordinary(seed: int) -> bytes:
 
 
 def blocked_copy(original: bytes, i: int) -> bytes:
-    return reencoded(original, scale=0.4 + (i % 12) * 0.05, quality=40 + (i * 7) % 50)
+    """The ``i``-th re-encode: each of 300 has its own scale and quality, so its own sha256."""
+    return reencoded(original, scale=0.4 + (i % 12) * 0.05, quality=40 + (i // 12) * 2)
 
 
 class Tally:
@@ -117,7 +119,7 @@ def main() -> None:
     ap.add_argument("--flood-seconds", type=float, default=60)
     ap.add_argument("--flood", type=int, default=6, help="clients sending expensive GIFs")
     ap.add_argument("--frames", type=int, default=4900, help="frames per expensive GIF")
-    ap.add_argument("--photos", type=int, default=600, help="distinct ordinary uploads made")
+    ap.add_argument("--photos", type=int, default=1400, help="distinct ordinary uploads made")
     ap.add_argument("--workers", type=int, default=0, help="scanner.workers (0: one per core)")
     args = ap.parse_args()
     print(f"machine: {describe()}")
@@ -130,7 +132,7 @@ def main() -> None:
         photos = list(ex.map(ordinary, range(total), chunksize=16))
         flood = list(ex.map(expensive_gif, range(24), [args.frames] * 24))
     original = jpeg(4242, (1024, 768))
-    blocked = [blocked_copy(original, i) for i in range(40)]
+    blocked = [blocked_copy(original, i) for i in range(300)]
     print(f"made {len(photos)} ordinary 800x600 JPEGs, {len(flood)} expensive GIFs of "
           f"{len(flood[0]) // 1024} KB ({args.frames} frames on 1500x1500), {len(blocked)} "
           f"re-encodes of the blocked photo in {time.perf_counter() - t0:.0f} s")
@@ -165,9 +167,10 @@ def main() -> None:
     report("ordinary", ordinary_t)
     report("flood   ", flood_t)
     report("blocked ", blocked_t)
+    distinct = len({sha256(b).hexdigest() for b in blocked[:n_blocked]})
     print(f"blocked re-encodes rejected: {rejected}/{n_blocked} = "
           f"{rejected / max(n_blocked, 1):.1%} (must be 100 %); of them 406 as blocked: "
-          f"{as_blocked}")
+          f"{as_blocked}; distinct re-encodes sent: {distinct}")
     if calm.latencies and ordinary_t.latencies:
         print(f"ordinary p99 under flood / calm: "
               f"{pct(ordinary_t.latencies, 99) / pct(calm.latencies, 99):.1f}x")

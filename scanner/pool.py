@@ -22,9 +22,12 @@ from scanner.decoding import DecodeLimits, hash_image_bytes
 from scanner.errors import UnreadableImage
 from scanner.hashes import ImageHashes
 from scanner.preview import render_preview
-from scanner.scheduling import FairQueue, Shares
+from scanner.scheduling import HEAVY_WORK, FairQueue, Shares
 
 T = TypeVar("T")
+
+# Added to the niceness of the processes that decode expensive images.
+_HEAVY_NICENESS = 10
 
 
 class DecodePool:
@@ -48,12 +51,23 @@ class DecodePool:
         # Work is handed to pebble only when a decoder is free, in the queue's order;
         # pebble's own queue (first come, first served) stays empty.
         self.queue = FairQueue(shares or Shares(slots=workers))
+        context = multiprocessing.get_context("forkserver")
         self._pool = ProcessPool(
             max_workers=workers,
             max_tasks=max_tasks_per_worker,
-            initializer=_limit_memory,
-            initargs=(memory_limit_bytes,),
-            context=multiprocessing.get_context("forkserver"),
+            initializer=_start_worker,
+            initargs=(memory_limit_bytes, 0),
+            context=context,
+        )
+        # Expensive images decode in processes of their own at a lower CPU priority, so
+        # while they run, ordinary uploads and the node itself get the CPU first. The
+        # queue still bounds how many decode at once, in both pools together.
+        self._heavy_pool = ProcessPool(
+            max_workers=self.queue.shares.heavy_slots,
+            max_tasks=max_tasks_per_worker,
+            initializer=_start_worker,
+            initargs=(memory_limit_bytes, _HEAVY_NICENESS),
+            context=context,
         )
 
     async def hash(self, data: bytes, *, caller: str = "") -> ImageHashes:
@@ -71,10 +85,12 @@ class DecodePool:
 
     async def _run(self, func: Callable[..., T], args: tuple[Any, ...], caller: str,
                    data: bytes) -> T:
-        release = await self.queue.acquire(caller, decode_work(data), len(data))
+        work = decode_work(data)
+        release = await self.queue.acquire(caller, work, len(data))
         loop = asyncio.get_running_loop()
+        pool = self._heavy_pool if work > HEAVY_WORK else self._pool
         try:
-            future = self._pool.schedule(func, args=args, timeout=self.timeout_s)
+            future = pool.schedule(func, args=args, timeout=self.timeout_s)
         except BaseException:
             release()
             raise
@@ -108,8 +124,10 @@ class DecodePool:
 
     def close(self) -> None:
         """Stop the workers; pending work is cancelled."""
-        self._pool.stop()  # type: ignore[no-untyped-call]
-        self._pool.join(timeout=5)
+        for pool in (self._pool, self._heavy_pool):
+            pool.stop()  # type: ignore[no-untyped-call]
+        for pool in (self._pool, self._heavy_pool):
+            pool.join(timeout=5)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> None:
@@ -118,8 +136,10 @@ def _call_soon(loop: asyncio.AbstractEventLoop, func: Callable[[], None]) -> Non
         loop.call_soon_threadsafe(func)
 
 
-def _limit_memory(limit: int | None) -> None:
+def _start_worker(limit: int | None, niceness: int) -> None:
     # A decompression bomb that slips past the pixel check fails with MemoryError
     # inside the worker instead of pushing the machine into swap.
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if niceness:
+        os.nice(niceness)
