@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--flood-seconds", type=float, default=60)
     ap.add_argument("--flood", type=int, default=6, help="clients sending expensive GIFs")
     ap.add_argument("--frames", type=int, default=4900, help="frames per expensive GIF")
-    ap.add_argument("--photos", type=int, default=1400, help="distinct ordinary uploads made")
+    ap.add_argument("--photos", type=int, default=900, help="distinct ordinary uploads made")
     ap.add_argument("--workers", type=int, default=0, help="scanner.workers (0: one per core)")
     args = ap.parse_args()
     print(f"machine: {describe()}")
