@@ -48,8 +48,8 @@ class DecodePool:
         self._func = func
         self.timeout_s = timeout_s
         workers = workers or max(1, os.cpu_count() or 1)
-        # Work is handed to pebble only when a decoder is free, in the queue's order;
-        # pebble's own queue (first come, first served) stays empty.
+        # Work is handed to pebble only when a decoder is (about to be) free, in the
+        # queue's order; pebble's own queue (first come, first served) stays short.
         self.queue = FairQueue(shares or Shares(slots=workers))
         context = multiprocessing.get_context("forkserver")
         self._pool = ProcessPool(
@@ -59,9 +59,9 @@ class DecodePool:
             initargs=(memory_limit_bytes, 0),
             context=context,
         )
-        # Expensive images decode in processes of their own at a lower CPU priority, so
-        # while they run, ordinary uploads and the node itself get the CPU first. The
-        # queue still bounds how many decode at once, in both pools together.
+        # Expensive images decode in processes of their own (half as many) at a lower CPU
+        # priority: ordinary uploads never wait for a process an expensive one holds, and
+        # they and the node itself get the CPU first while expensive ones run.
         self._heavy_pool = ProcessPool(
             max_workers=self.queue.shares.heavy_slots,
             max_tasks=max_tasks_per_worker,

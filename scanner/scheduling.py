@@ -3,9 +3,10 @@
 A flood of expensive animations must not make the node answer ordinary uploads late
 (or, worse, unhashed). So:
 
+- expensive ("heavy") images decode in processes of their own, at most ``heavy_slots``
+  at once (half as many as the ordinary decoders), at a lower CPU priority: ordinary
+  images never wait for them, and get the CPU first;
 - the cheapest waiting image goes first (by :func:`scanner.cost.decode_work`);
-- heavy images may hold only ``heavy_slots`` decoders at once, so at least one decoder
-  stays free for cheap ones (with one decoder in all there is nothing to keep free);
 - each caller (a pict-rs caller, a sweep, the CLI) may hold only its share of the heavy
   lane and of the waiting room; past that it gets ``UnreadableImage("busy")`` at once,
   which the node treats as "not hashed", never as "unknown";
@@ -33,8 +34,11 @@ HEAVY_WORK = 32_000_000
 class Shares:
     """How the decoders are shared."""
 
-    slots: int  # decoder processes
-    heavy_share: float = 0.75  # of the decoders that heavy images may hold at once
+    slots: int  # decoder processes for ordinary images
+    # Ordinary images handed to the processes ahead, per process: the next one is there
+    # when a process finishes, instead of a round trip through the event loop later.
+    backlog: int = 1
+    heavy_share: float = 0.5  # heavy decoder processes, as a share of ``slots``
     caller_share: float = 0.5  # of the heavy lane one caller may hold
     caller_waiting: int = 256  # images one caller may have waiting
     caller_heavy_waiting: int = 2  # heavy images one caller may have waiting
@@ -42,10 +46,12 @@ class Shares:
     max_waiting_bytes: int = 512 * 1024 * 1024
 
     @property
+    def light_slots(self) -> int:
+        return self.slots * (1 + self.backlog)
+
+    @property
     def heavy_slots(self) -> int:
-        if self.slots <= 1:
-            return 1
-        return max(1, min(self.slots - 1, math.floor(self.slots * self.heavy_share)))
+        return max(1, math.floor(self.slots * self.heavy_share))
 
     @property
     def caller_heavy_slots(self) -> int:
@@ -144,12 +150,10 @@ class FairQueue:
             raise UnreadableImage("busy", f"the decoders are busy: {why}; it was not hashed")
 
     def _can_start(self, c: _Caller, heavy: bool) -> bool:
-        if self._running >= self.shares.slots:
-            return False
         if heavy:
             return (self._heavy_running < self.shares.heavy_slots
                     and c.heavy_running < self.shares.caller_heavy_slots)
-        return True
+        return self._running - self._heavy_running < self.shares.light_slots
 
     def _start(self, c: _Caller, heavy: bool) -> None:
         self._running += 1
@@ -180,7 +184,7 @@ class FairQueue:
             self._count_waiting(c, waiter, -1)
 
     def _dispatch(self) -> None:
-        while self._running < self.shares.slots:
+        while True:
             best: tuple[int, int, int] | None = None
             chosen: _Caller | None = None
             for c in self._callers.values():
@@ -188,7 +192,9 @@ class FairQueue:
                     continue
                 head = c.waiting[0]
                 if not self._can_start(c, head.heavy):
-                    continue  # the heap is cheapest first: the rest are heavy too
+                    # The heap is cheapest first: behind a heavy head all are heavy; a
+                    # light head that cannot start means no light one can.
+                    continue
                 key = (c.running, head.work, head.seq)
                 if best is None or key < best:
                     best, chosen = key, c

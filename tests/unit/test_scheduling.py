@@ -19,26 +19,28 @@ async def _hold(q: FairQueue, caller: str, work: int, order: list[str], name: st
         await until.wait()
 
 
-async def test_cheapest_first_and_a_decoder_kept_from_heavy_work() -> None:
+async def test_heavy_work_has_a_lane_of_its_own() -> None:
     q = FairQueue(Shares(slots=2))
-    assert (q.shares.heavy_slots, q.shares.caller_heavy_slots) == (1, 1)
+    assert (q.shares.heavy_slots, q.shares.caller_heavy_slots, q.shares.light_slots) == (1, 1, 4)
     order: list[str] = []
     go = asyncio.Event()
     tasks = [asyncio.create_task(_hold(q, "a", HEAVY, order, f"heavy{i}", go))
              for i in range(2)]
     await asyncio.sleep(0)
-    # One heavy image decodes; the second waits although a decoder is free.
+    # One heavy image decodes; the second waits for the heavy lane.
     assert order == ["heavy0"] and q.waiting == 1
-    cheap = asyncio.create_task(_hold(q, "a", CHEAP, order, "cheap", go))
+    # Ordinary images do not wait for it: all four ordinary places are free.
+    cheap = [asyncio.create_task(_hold(q, "a", CHEAP, order, f"cheap{i}", go))
+             for i in range(5)]
     await asyncio.sleep(0)
-    assert order == ["heavy0", "cheap"]
+    assert order == ["heavy0", "cheap0", "cheap1", "cheap2", "cheap3"] and q.waiting == 2
     go.set()
-    await asyncio.gather(*tasks, cheap)
-    assert order == ["heavy0", "cheap", "heavy1"] and q.waiting == 0
+    await asyncio.gather(*tasks, *cheap)
+    assert sorted(order[5:]) == ["cheap4", "heavy1"] and q.waiting == 0
 
 
 async def test_the_caller_holding_fewest_decoders_goes_next_and_cheaper_first() -> None:
-    q = FairQueue(Shares(slots=1))
+    q = FairQueue(Shares(slots=1, backlog=0))
     order: list[str] = []
     first, rest = asyncio.Event(), asyncio.Event()
     rest.set()
@@ -72,7 +74,7 @@ async def test_over_its_share_a_caller_is_told_busy_and_others_are_not() -> None
 
 
 async def test_a_caller_that_gives_up_while_waiting_frees_its_place() -> None:
-    q = FairQueue(Shares(slots=1))
+    q = FairQueue(Shares(slots=1, backlog=0))
     go = asyncio.Event()
     order: list[str] = []
     holder = asyncio.create_task(_hold(q, "a", CHEAP, order, "a", go))
