@@ -92,7 +92,8 @@ async def _scan(request: web.Request, actor: str) -> web.Response:
 
 
 def status_for(outcome: CheckOutcome) -> int:
-    """200 accepts; a reject is 406, or a 4xx naming what was wrong with unreadable bytes."""
+    """200 accepts; a reject is 406, or a 4xx naming what was wrong with unreadable bytes,
+    or (not hashed) 503 to try again or 422 when the file itself cannot be hashed."""
     if outcome.decision == "accept":
         return 200
     if outcome.unhashable_kind is not None:
