@@ -19,7 +19,9 @@ from scanner.errors import UnreadableImage
 from scanner.hashes import FrameHashes, hamming_hex
 
 # A frame whose 16x16 grey thumbnail differs from the last hashed frame's by at most this
-# mean step (of 255) is the same picture: not even hashed.
+# mean step (of 255) is the same picture: not even hashed. On average, like the hashes:
+# PDQ and pHash see the whole frame, so a frame that only differs in a small inset would
+# not match what the inset shows either (nothing is lost by skipping it).
 _SAME_THUMB = 1.5
 # A hashed frame this close to the last kept one, on both hashes, is not kept again.
 _SAME_PDQ_BITS = 8
