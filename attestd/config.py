@@ -87,6 +87,8 @@ class ScannerConfig(_Section):
     max_pixels: int = Field(100_000_000, ge=1)
     max_frames: int = Field(16, ge=1, le=1000)
     max_total_frames: int = Field(5000, ge=1)
+    max_distinct_frames: int = Field(128, ge=1, le=5000)
+    frame_budget_s: float = Field(6.0, gt=0)
     max_metadata_bytes: int = Field(1024 * 1024, ge=0)
     decode_timeout_s: float = Field(10.0, gt=0)
     worker_memory_mib: int = Field(2048, ge=128)
@@ -133,6 +135,7 @@ class ActionsConfig(_Section):
 
 class PolicyConfig(_Section):
     on_unknown: Literal["reject", "accept", "accept_and_rescan"] = "accept"
+    on_unhashable: Literal["reject", "accept", "accept_and_rescan"] = "reject"
     deadline_s: float = Field(8.0, gt=0, le=300)
     actions: ActionsConfig = ActionsConfig()
 

@@ -14,6 +14,10 @@ class Metrics:
         self.checks = Counter(
             "attestd_checks", "Image checks by decision, label and what decided",
             ["decision", "label", "decided_by"], registry=self.registry)
+        self.unhashable = Counter(
+            "attestd_unhashable", "Checks of images that could not be hashed "
+            "(policy.on_unhashable), by why: deadline, busy, timeout, crashed, budget",
+            ["why"], registry=self.registry)
         self.check_seconds = Histogram(
             "attestd_check_seconds", "Time to answer one check",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

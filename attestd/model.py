@@ -85,6 +85,8 @@ class CheckOutcome:
     reason: str
     hashes: ImageHashes | None = None
     unreadable_kind: str | None = None
+    # Why the image was not hashed (deadline, busy, timeout, crashed, budget), if it was not.
+    unhashable_kind: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:

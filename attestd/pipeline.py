@@ -4,24 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Protocol
 
 from attestd.bad_hashes import BadHashIndex
 from attestd.config import PolicyConfig
 from attestd.db.store import Store
-from attestd.decisions import ATTESTATION_SOURCE, decide_known, decide_unknown
+from attestd.decisions import ATTESTATION_SOURCE, decide_known, decide_unhashable, decide_unknown
 from attestd.jobs.queue import JobQueue
 from attestd.metrics import Metrics
 from attestd.model import AuditEntry, CheckOutcome, Lookup
 from attestd.review import ReviewQueue
 from attestd.write_behind import WriteBehind
 from scanner import ImageHashes, UnreadableImage, sha256_hex
+from scanner.errors import UNHASHABLE_KINDS
 
 log = logging.getLogger(__name__)
 
-Hasher = Callable[[bytes], Awaitable[ImageHashes]]
+# Images that could not be hashed are remembered this long, and this many, so the next
+# try of the same bytes is answered at once instead of costing another slow decode.
+_FAILED_TTL_S = 600.0
+_FAILED_MAX = 10_000
+
+
+class Hasher(Protocol):
+    def __call__(self, data: bytes, *, caller: str) -> Awaitable[ImageHashes]: ...
+
+
+@dataclasses.dataclass
+class _Progress:
+    """How far one check got, for the deadline to say what it cut short."""
+
+    hashed: bool = False
 
 
 class CheckPipeline:
@@ -43,6 +61,10 @@ class CheckPipeline:
         # With a classifier in the node or remote workers, unknown images become jobs and
         # a check waits for the verdict within its deadline (one path for both).
         self.classify_unknown = classify_unknown
+        # Hashing in progress, by sha256: a check cut short by its deadline leaves it
+        # running, and every check of the same bytes meanwhile waits on the same decode.
+        self._hashing: dict[str, asyncio.Future[ImageHashes]] = {}
+        self._failed: OrderedDict[str, tuple[float, UnreadableImage]] = OrderedDict()
 
     async def check(self, data: bytes, *, actor: str, audit: bool = True) -> CheckOutcome:
         """Check ``data`` for ``actor`` (a pict-rs caller, the CLI, a sweep).
@@ -52,12 +74,19 @@ class CheckPipeline:
         """
         started = time.perf_counter()
         sha = sha256_hex(data)
+        progress = _Progress()
         try:
             async with asyncio.timeout(self.policy.deadline_s):
-                outcome = await self._decide(sha, data)
+                outcome = await self._decide(sha, data, actor, progress)
         except TimeoutError:
-            why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
-            outcome = await self._unknown(sha, data, None, why)
+            if progress.hashed:
+                why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
+                outcome = await self._unknown(sha, data, None, why)
+            else:
+                outcome = await self._unhashable(
+                    sha, data, "deadline",
+                    f"not hashed within policy.deadline_s = {self.policy.deadline_s:g} s; "
+                    "hashing goes on, and a later try of the same bytes is answered from it")
         if audit:
             self.writes.audit(AuditEntry(
                 actor=actor, action="check", sha256=sha, decision=outcome.decision,
@@ -65,6 +94,13 @@ class CheckPipeline:
                 detail=outcome.detail or None))
         self._count(outcome, started)
         return outcome
+
+    async def close(self) -> None:
+        """Stop hashing that no check waits for any more (at shutdown)."""
+        running = list(self._hashing.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def decide_stored(self, sha: str) -> CheckOutcome | None:
         """Decide an image from what is stored about its sha256, without its bytes.
@@ -91,20 +127,20 @@ class CheckPipeline:
                                        outcome.source.split(":", 1)[0]).inc()
             self.metrics.check_seconds.observe(time.perf_counter() - started)
 
-    async def _decide(self, sha: str, data: bytes) -> CheckOutcome:
+    async def _decide(self, sha: str, data: bytes, actor: str,
+                      progress: _Progress) -> CheckOutcome:
         lookup = await self.store.lookup(sha)
         hashes = lookup.hashes
         if hashes is None and lookup.override is None:
             try:
-                # Shielded: when the deadline ends the check, the hashes are still kept
-                # for the next check of these bytes instead of being thrown away.
-                hashes = await asyncio.shield(self._hash_and_keep(data))
+                hashes = await self._hash(sha, data, actor)
             except UnreadableImage as exc:
-                if self.review is not None:
-                    await self.review.add(sha, "unreadable", exc.reason, data=data)
+                if exc.kind in UNHASHABLE_KINDS:
+                    return await self._unhashable(sha, data, exc.kind, exc.reason)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
             lookup = dataclasses.replace(lookup, hashes=hashes)
+        progress.hashed = True
         outcome = await self._decide_known(sha, lookup, data)
         if outcome is not None:
             return outcome
@@ -143,10 +179,55 @@ class CheckPipeline:
             await self.review.add(sha, "disputed", outcome.reason, label=outcome.label, data=data)
         return outcome
 
-    async def _hash_and_keep(self, data: bytes) -> ImageHashes:
-        hashes = await self.hasher(data)
+    async def _hash(self, sha: str, data: bytes, actor: str) -> ImageHashes:
+        """The hashes of ``data``, from the decode already running for these bytes if any.
+
+        Shielded: when the deadline ends the check, hashing goes on and its result is kept
+        for the next check of these bytes instead of being thrown away.
+        """
+        running = self._hashing.get(sha)
+        if running is None:
+            failed = self._failed.get(sha)
+            if failed is not None and time.monotonic() - failed[0] < _FAILED_TTL_S:
+                raise UnreadableImage(failed[1].kind, failed[1].reason)
+            running = asyncio.ensure_future(self._hash_and_keep(sha, data, actor))
+            self._hashing[sha] = running
+            running.add_done_callback(functools.partial(self._hashed, sha))
+        return await asyncio.shield(running)
+
+    def _hashed(self, sha: str, task: asyncio.Future[ImageHashes]) -> None:
+        self._hashing.pop(sha, None)
+        if task.cancelled():
+            return
+        exc = task.exception()  # also marks it retrieved when no check waits any more
+        if isinstance(exc, UnreadableImage) and exc.kind != "busy":
+            # Decoding is deterministic (a timeout nearly so): the same bytes fail again.
+            self._failed[sha] = (time.monotonic(), exc)
+            self._failed.move_to_end(sha)
+            while len(self._failed) > _FAILED_MAX:
+                self._failed.popitem(last=False)
+        elif exc is not None and not isinstance(exc, UnreadableImage):
+            log.error("hashing %s failed: %s", sha, exc, exc_info=exc)
+
+    async def _hash_and_keep(self, sha: str, data: bytes, actor: str) -> ImageHashes:
+        try:
+            hashes = await self.hasher(data, caller=actor)
+        except UnreadableImage as exc:
+            # Here, not in the check: once per decode, even when no check waits any more.
+            if self.review is not None and exc.kind != "busy":
+                await self.review.add(sha, "unreadable", exc.reason, data=data)
+            raise
         self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes
+
+    async def _unhashable(self, sha: str, data: bytes, kind: str, why: str) -> CheckOutcome:
+        """``policy.on_unhashable``: the image was not hashed, so nothing about it is known
+        (a listed image could hide behind a slow decode); this is not ``on_unknown``."""
+        if self.metrics is not None:
+            self.metrics.unhashable.labels(kind).inc()
+        if self.policy.on_unhashable == "accept_and_rescan":
+            await self.jobs.submit(sha, data, "accept_and_rescan")
+        return decide_unhashable(sha, self.policy, kind, why)
 
     async def _unknown(self, sha: str, data: bytes, hashes: ImageHashes | None,
                        why: str) -> CheckOutcome:

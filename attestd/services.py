@@ -67,6 +67,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             metrics=metrics, jobs=jobs,
             classify_unknown=config.classifier.enabled or config.workers.enabled,
             review=review, quorum=config.federation.bad_quorum)
+        stack.push_async_callback(pipeline.close)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review)
 
@@ -83,6 +84,8 @@ def open_decode_pool(config: Config) -> DecodePool:
     return DecodePool(
         DecodeLimits(max_bytes=config.pictrs.max_body_bytes, max_pixels=sc.max_pixels,
                      max_frames=sc.max_frames, max_total_frames=sc.max_total_frames,
+                     max_distinct_frames=sc.max_distinct_frames,
+                     frame_budget_s=sc.frame_budget_s,
                      max_metadata_bytes=sc.max_metadata_bytes),
         workers=sc.workers or None, timeout_s=sc.decode_timeout_s,
         memory_limit_bytes=sc.worker_memory_mib * 1024 * 1024)

@@ -20,6 +20,7 @@ import pdqhash
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from scanner.errors import UnreadableImage
+from scanner.frames import distinct_frame_hashes, every_frame
 from scanner.hashes import FrameHashes, ImageHashes, sha256_hex
 from scanner.video import looks_like_video, sample_video
 
@@ -61,10 +62,14 @@ class DecodeLimits:
 
     max_bytes: int = 64 * 1024 * 1024
     max_pixels: int = 100_000_000
-    max_frames: int = 16  # sampled and hashed
+    max_frames: int = 16  # sampled and hashed per video
     # An animation with more frames than this is refused: counting and seeking frames
     # costs time for each one, and no real upload needs thousands.
     max_total_frames: int = 5000
+    # Every frame of an animation is looked at and each distinct one hashed; more distinct
+    # frames than this, or more CPU seconds than the budget, and it is not hashed at all.
+    max_distinct_frames: int = 128
+    frame_budget_s: float = 6.0
     # Embedded metadata (EXIF, ICC, XMP, comments) beyond this is refused: hashing never
     # needs it, and oversized blocks are a hiding place and a parser attack surface.
     max_metadata_bytes: int = 1024 * 1024
@@ -178,9 +183,19 @@ def _hash_decoded(data: bytes, limits: DecodeLimits) -> ImageHashes:
     with Image.open(io.BytesIO(data)) as im:
         fmt, frame_count = _check_opened(im, data, limits)
         width, height = im.size
-        frames = tuple(
-            _hash_frame(im, index, fmt) for index in sample_frames(frame_count, limits.max_frames)
-        )
+        if frame_count == 1 or fmt in ("JPEG", "MPO"):
+            # Stills, and the few pictures of a multi-picture JPEG: each one hashed, as
+            # before (a JPEG's first is decoded at the hashing size, from the DCT).
+            if frame_count > limits.max_distinct_frames:
+                raise UnreadableImage(
+                    "budget", f"the file holds {frame_count} pictures, more than "
+                    f"{limits.max_distinct_frames} (scanner.max_distinct_frames)")
+            frames: tuple[FrameHashes, ...] = tuple(
+                _hash_frame(im, index, fmt) for index in range(frame_count))
+        else:
+            frames = distinct_frame_hashes(
+                every_frame(im, frame_count), _hash_rgb,
+                max_distinct=limits.max_distinct_frames, budget_s=limits.frame_budget_s)
     return ImageHashes(
         sha256=sha256_hex(data),
         media_type=SUPPORTED_FORMATS[fmt],
@@ -253,7 +268,9 @@ def _hash_video(data: bytes, limits: DecodeLimits) -> ImageHashes:
 
 
 def sample_frames(frame_count: int, max_frames: int) -> list[int]:
-    """First, last and evenly spaced frames between them, at most ``max_frames``."""
+    """First, last and evenly spaced frames between them, at most ``max_frames``.
+
+    Not for animations any more (:mod:`scanner.frames` hashes every distinct frame)."""
     if frame_count <= max_frames:
         return list(range(frame_count))
     if max_frames == 1:

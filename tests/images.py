@@ -109,6 +109,28 @@ def gif_with_frames(n: int) -> bytes:
     return buf.getvalue()
 
 
+def expensive_gif(seed: int, frames: int, side: int = 1500) -> bytes:
+    """A GIF that is small on the wire and slow to decode: one full ``side``² frame, then
+    ``frames`` 1-pixel frames, each composited onto the whole canvas by a decoder (issue
+    16's attack file: 4 900 frames on 1500², 8+ s to sample 16 frames)."""
+    base = Image.new("P", (side, side), 0)
+    base.putpalette([0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 255, 0])
+    base.putpixel((seed % side, 0), 1)
+    buf = io.BytesIO()
+    base.save(buf, "GIF", optimize=False)
+    head = buf.getvalue()
+    assert head.endswith(b"\x00\x3b")  # the last sub-block's end, then the trailer
+    out = bytearray(head[:-1])
+    gce = b"\x21\xf9\x04\x04\x02\x00\x00\x00"  # do not dispose, 20 ms
+    for i in range(frames):
+        x, y = (seed * 7919 + i * 31) % side, (i * 17) % side
+        # A 1x1 image of colour 1 or 2: LZW (min code size 2) of one pixel.
+        pixel = b"\x02\x02\x4c\x01\x00" if i % 2 else b"\x02\x02\x54\x01\x00"
+        out += gce + b"\x2c" + struct.pack("<HHHH", x, y, 1, 1) + b"\x00" + pixel
+    out += b"\x3b"
+    return bytes(out)
+
+
 @functools.cache
 def hostile_corpus() -> dict[str, bytes]:
     """Files that must end unreadable, each with a reason (issue 3's hostile corpus)."""

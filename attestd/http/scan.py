@@ -21,6 +21,10 @@ from attestd.model import CheckOutcome
 # Status for an unreadable image the policy rejects, by what was wrong with it.
 _UNREADABLE_STATUS = {"empty": 400, "corrupt": 400, "unsupported": 415, "too_large": 413,
                       "timeout": 422, "crashed": 422, "polyglot": 415}
+# Status for an image rejected unhashed (policy.on_unhashable): 503 when a later try may
+# be answered (hashing went on, or the decoders were busy), 422 when the file is the cause.
+_UNHASHABLE_STATUS = {"deadline": 503, "busy": 503, "timeout": 422, "crashed": 422,
+                      "budget": 422}
 
 IP_CALLER = "IPADDR"
 
@@ -82,13 +86,18 @@ async def _scan(request: web.Request, actor: str) -> web.Response:
     if not data:
         raise RequestError(400, "the body is empty: send the image bytes")
     outcome = await request.app[PIPELINE].check(data, actor=actor)
-    return web.json_response(outcome.as_json(), status=status_for(outcome))
+    status = status_for(outcome)
+    headers = {"Retry-After": "10"} if status == 503 else None
+    return web.json_response(outcome.as_json(), status=status, headers=headers)
 
 
 def status_for(outcome: CheckOutcome) -> int:
-    """200 accepts; a reject is 406, or a 4xx naming what was wrong with unreadable bytes."""
+    """200 accepts; a reject is 406, or a 4xx naming what was wrong with unreadable bytes,
+    or (not hashed) 503 to try again or 422 when the file itself cannot be hashed."""
     if outcome.decision == "accept":
         return 200
+    if outcome.unhashable_kind is not None:
+        return _UNHASHABLE_STATUS.get(outcome.unhashable_kind, 503)
     if outcome.unreadable_kind is not None:
         return _UNREADABLE_STATUS[outcome.unreadable_kind]
     return 406

@@ -59,3 +59,34 @@ def test_bad_names_and_labels(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert run_cli(cli_env, "hashes", "import", str(f), "--label", "nsfw", "--source", "../x")[0] == 2
     assert run_cli(cli_env, "hashes", "import", str(f), "--label", "ok", "--source", "x")[0] == 2
     assert run_cli(cli_env, "hashes", "remove", "--source", "missing")[0] == 1
+
+
+def test_a_list_imported_after_the_classifiers_ok_rejects_the_image(
+        cli_env: dict[str, str], db_url: str, tmp_path: Path) -> None:
+    # Issue 16 item 4: the classifier judged the image ok first; then a list names it.
+    import asyncio
+
+    from attestd.db.engine import create_engine
+    from attestd.db.store import Store
+
+    image = jpeg(33)
+    hashes = hash_image_bytes(image, DecodeLimits())
+
+    async def classified_ok() -> None:
+        engine = create_engine(db_url)
+        try:
+            await Store(engine).record_verdict(hashes, "ok", "classifier", "classifier:t", "m")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(classified_ok())
+    path = tmp_path / "image.jpg"
+    path.write_bytes(image)
+    code, out = run_cli(cli_env, "check", "--json", str(path))
+    assert code == 0 and '"source": "verdict:' in out, out
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"sha256\n{hashes.sha256}\n")
+    assert run_cli(cli_env, "hashes", "import", str(listed), "--label", "csam_suspect",
+                   "--source", "partner")[0] == 0
+    code, out = run_cli(cli_env, "check", "--json", str(path))
+    assert code == 1 and '"source": "list:partner"' in out, out

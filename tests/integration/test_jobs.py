@@ -273,6 +273,9 @@ async def test_an_image_let_in_then_judged_bad_waits_for_review_with_its_copy(
                             policy={"on_unknown": "accept_and_rescan", "deadline_s": 0.3})
     try:
         queue, review = node.app[JOBS], node.app[SERVICES].review
+        # Decoders started, so the 0.3 s deadline cuts short the wait for a classifier,
+        # not the first hashing (that would be on_unhashable, rejected).
+        await node.app[SERVICES].pool.hash(jpeg(5150, (200, 150)))
         bad, fine = jpeg(5151, (200, 150)), jpeg(5152, (200, 150))
         async with aiohttp.ClientSession() as s:
             for img in (bad, fine):

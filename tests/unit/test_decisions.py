@@ -42,11 +42,34 @@ def test_exact_block_then_perceptual_block_beat_own_verdicts() -> None:
 
 
 def test_own_verdict_beats_index_and_follows_policy_actions() -> None:
-    out = decide_known(SHA, Lookup(None, None, _verdict("ok")), [_match("list:ncmec")], ACTIONS)
+    # A near-match on another image this node judged does not overrule its exact verdict.
+    out = decide_known(SHA, Lookup(None, None, _verdict("ok")), [_match("verdict:9")], ACTIONS)
     assert out is not None and out.decision == "accept" and out.source == "verdict:7"
     strict = ActionsConfig(nsfw="reject")
     out = decide_known(SHA, Lookup(None, None, _verdict("nsfw")), [], strict)
     assert out is not None and out.decision == "reject"
+
+
+def _list_hit(label: str = "csam_suspect") -> HashEntry:
+    return HashEntry(5, label, "list:ncmec", sha256=SHA)
+
+
+def test_a_hash_list_outranks_the_own_classifiers_ok() -> None:
+    # Issue 16 item 4: the classifier said ok first, then a list naming the image came in.
+    for lookup, matches in ((Lookup(None, None, _verdict("ok"), list_hit=_list_hit()), []),
+                            (Lookup(None, None, _verdict("ok")), [_match("list:ncmec")]),
+                            (Lookup(None, None, _verdict("nsfw")), [_match("list:ncmec")])):
+        out = decide_known(SHA, lookup, matches, ACTIONS)
+        assert out is not None, lookup
+        assert (out.decision, out.label, out.source) == ("reject", "csam_suspect", "list:ncmec")
+    # The classifier's own bad verdict still decides (it names this exact image) ...
+    out = decide_known(SHA, Lookup(None, None, _verdict("csam_suspect"), list_hit=_list_hit()),
+                       [], ACTIONS)
+    assert out is not None and out.source == "verdict:7"
+    # ... and a human's ok outranks a list (DESIGN.md, trust rule 2 before 3).
+    human = Verdict(8, SHA, "ok", "human_review", "reviewer:alice", None, NOW)
+    out = decide_known(SHA, Lookup(None, None, human, list_hit=_list_hit()), [], ACTIONS)
+    assert out is not None and out.decision == "accept" and out.source == "verdict:8"
 
 
 def test_index_match_decides_when_nothing_else_did() -> None:

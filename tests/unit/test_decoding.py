@@ -56,12 +56,43 @@ def test_different_pictures_are_far_apart() -> None:
     assert hamming_hex(a.pdq, b.pdq) > 60
 
 
-def test_animation_samples_first_last_and_between() -> None:
+def test_every_distinct_frame_of_an_animation_is_hashed() -> None:
+    # Twenty different scenes: twenty hashes (max_frames is for videos only).
     h = hash_image_bytes(animated_gif(3, frames=20), DecodeLimits(max_frames=4))
-    assert h.frame_count == 20 and len(h.frames) == 4
+    assert h.frame_count == 20 and len(h.frames) == 20
     assert sample_frames(20, 4) == [0, 6, 13, 19]
     assert sample_frames(3, 16) == [0, 1, 2]
     assert sample_frames(100, 1) == [0]
+
+
+def _repeating_gif(pictures: int, repeats: int) -> bytes:
+    """``pictures`` scenes, each shown for ``repeats`` frames that differ by one pixel."""
+    frames = []
+    for p in range(pictures):
+        img = scene(300 + p, (96, 72))
+        for r in range(repeats):
+            f = img.copy()
+            f.putpixel((r % 96, 0), (r * 7 % 256, 0, 0))
+            frames.append(f)
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=20)
+    return buf.getvalue()
+
+
+def test_near_identical_frames_are_hashed_once() -> None:
+    h = hash_image_bytes(_repeating_gif(3, 30), LIMITS)
+    assert h.frame_count == 90 and len(h.frames) == 3
+
+
+def test_more_distinct_frames_than_the_budget_is_not_hashed_in_part() -> None:
+    data = _repeating_gif(6, 2)
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(data, DecodeLimits(max_distinct_frames=5))
+    assert err.value.kind == "budget" and "scanner.max_distinct_frames" in err.value.reason
+    with pytest.raises(UnreadableImage) as err:
+        hash_image_bytes(data, DecodeLimits(frame_budget_s=1e-9))
+    assert err.value.kind == "budget" and "scanner.frame_budget_s" in err.value.reason
+    assert len(hash_image_bytes(data, DecodeLimits(max_distinct_frames=6)).frames) == 6
 
 
 @pytest.mark.parametrize("data,kind", [
