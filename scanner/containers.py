@@ -105,7 +105,7 @@ def webp_end(data: bytes) -> int | None:
     """Where a WebP's RIFF container ends by its own size field (padded to even)."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return None
-    (size,) = struct.unpack_from("<I", data, 4)
+    size = int.from_bytes(data[4:8], "little")
     return 8 + size + (size & 1)
 
 
