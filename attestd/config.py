@@ -45,6 +45,13 @@ class NodeConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Open connections beyond this are answered 503 and closed at once, so slow or idle
+    # clients cannot use up the process's file descriptors.
+    max_connections: int = Field(1000, ge=1, le=1_000_000)
+    # A connection that sends no complete request for this long is closed.
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)
+    # An upload's whole body must arrive within this.
+    body_timeout_s: float = Field(60.0, gt=0, le=3600)
 
 
 class DatabaseConfig(_Section):
@@ -199,6 +206,9 @@ class SweepConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # A condition that repeats (connections refused, clients gone mid-upload, review
+    # copies not kept) is logged once per this many seconds, with a count.
+    repeat_interval_s: float = Field(60.0, ge=0, le=86400)
 
 
 class Config(_Section):

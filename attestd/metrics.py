@@ -23,3 +23,6 @@ class Metrics:
         self.index_entries = Gauge(
             "attestd_index_entries", "Perceptual hashes in the bad-hash index",
             registry=self.registry)
+        self.connections_refused = Counter(
+            "attestd_connections_refused", "Connections answered 503 because "
+            "server.max_connections were open", registry=self.registry)

@@ -1,0 +1,162 @@
+"""Serving the node's app as ``attestd serve`` does: aiohttp's runner on a listening socket
+whose open connections are capped, with time limits for idle and lingering connections.
+
+Without a cap, thousands of slow clients use up the process's file descriptors: accepts
+then fail in a loop, and nothing, not even ``/healthz``, is answered. With one, a
+connection beyond the cap gets a short 503 and is closed at once; the rest are served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from attestd.config import ServerConfig
+from attestd.logs import REPEAT_KEY
+
+log = logging.getLogger(__name__)
+
+# File descriptors kept for everything but client connections: the database, decoder
+# workers, outgoing federation requests, log files.
+FD_RESERVE = 64
+# How long a finished request's unread body is drained before the connection is closed.
+LINGER_S = 2.0
+# The listen backlog; asyncio accepts up to this many connections at once before any of
+# them reaches the cap, so the cap leaves room for as many descriptors.
+BACKLOG = 128
+
+_BUSY_BODY = (b'{"error": "the node has as many open connections as server.max_connections '
+              b'allows; try again shortly"}')
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Retry-After: 5\r\nConnection: close\r\nContent-Length: "
+         + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY)
+
+
+def connection_limit(wanted: int, fd_limit: int | None) -> int:
+    """``wanted``, lowered so client connections (and a backlog's worth being accepted)
+    leave the process ``FD_RESERVE`` descriptors, or an eighth of its limit if more, for
+    its own work."""
+    if fd_limit is None or fd_limit <= 0:
+        return wanted
+    return max(1, min(wanted, fd_limit - BACKLOG - max(FD_RESERVE, fd_limit // 8)))
+
+
+def raise_fd_limit(wanted: int) -> int | None:
+    """Raise the soft open-file limit towards ``wanted`` (up to the hard limit); the soft
+    limit now in force, or None where there is none."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return None
+    infinite = resource.RLIM_INFINITY
+    if soft == infinite:
+        return None
+    target = wanted if hard == infinite else min(wanted, hard)
+    if target > soft:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return int(soft)
+
+
+class ConnectionCap:
+    """A protocol factory for ``loop.create_server``: aiohttp's own protocol while fewer
+    than ``limit`` connections are open, a 503-and-close beyond it."""
+
+    def __init__(self, server: web.Server, limit: int,
+                 on_refused: Callable[[], None] | None = None) -> None:
+        self.server = server
+        self.limit = limit
+        self.refused = 0
+        self.on_refused = on_refused
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if len(self.server.connections) < self.limit:
+            return self.server()
+        self.refused += 1
+        if self.on_refused is not None:
+            self.on_refused()
+        log.warning("refusing new connections with 503: %d are open, as many as "
+                    "server.max_connections allows (%d refused since start)",
+                    self.limit, self.refused, extra={REPEAT_KEY: "connection_cap"})
+        return _Busy()
+
+
+class _Busy(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class CappedSite(web.TCPSite):
+    """A TCP site whose connections go through a ConnectionCap."""
+
+    __slots__ = ("_cap",)
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, cap: ConnectionCap,
+                 **kwargs: object) -> None:
+        super().__init__(runner, host, port, **kwargs)  # type: ignore[arg-type]
+        self._cap = cap
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._cap, self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, cfg: ServerConfig, host: str, port: int, *,
+                  access_log_class: type[AbstractAccessLogger] | None = None,
+                  on_refused: Callable[[], None] | None = None,
+                  ) -> AsyncIterator[CappedSite]:
+    """Start ``app`` listening on ``host:port`` under ``cfg``'s limits; stopped on exit."""
+    wanted = cfg.max_connections
+    limit = connection_limit(wanted, raise_fd_limit(wanted + BACKLOG + FD_RESERVE * 2))
+    if limit < wanted:
+        log.warning("server.max_connections lowered from %d to %d to fit the open-file "
+                    "limit (ulimit -n); raise that limit to allow more", wanted, limit)
+    kwargs: dict[str, object] = {"keepalive_timeout": cfg.keepalive_timeout_s,
+                                 "lingering_time": LINGER_S}
+    if access_log_class is not None:
+        kwargs["access_log_class"] = access_log_class
+    runner = web.AppRunner(app, handle_signals=False, **kwargs)  # type: ignore[arg-type]
+    await runner.setup()
+    try:
+        assert runner.server is not None
+        site = CappedSite(runner, host, port, ConnectionCap(runner.server, limit, on_refused),
+                          backlog=BACKLOG)
+        await site.start()
+        yield site
+    finally:
+        await runner.cleanup()
+
+
+def run(app: web.Application, cfg: ServerConfig, host: str, port: int, *,
+        access_log_class: type[AbstractAccessLogger] | None = None,
+        on_refused: Callable[[], None] | None = None,
+        echo: Callable[[str], None] = print) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with serving(app, cfg, host, port, access_log_class=access_log_class,
+                           on_refused=on_refused) as site:
+            echo(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
+            await stop.wait()
+
+    asyncio.run(main())
