@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,3 +102,73 @@ async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
             assert resp.status == 200
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [r.getMessage() for r in errors]
+
+
+# -- unreadable uploads in the review queue (item 8) ------------------------------------------
+
+def _open_unreadable(cfg: Config) -> list[tuple[str, str | None]]:
+    from sqlalchemy import create_engine, select
+
+    from attestd.db import schema as t
+
+    engine = create_engine(cfg.database.url.replace("postgres://", "postgresql://"))
+    try:
+        with engine.connect() as conn:
+            return [(r.sha256, r.reason) for r in conn.execute(select(t.review_items).where(
+                (t.review_items.c.kind == "unreadable") & t.review_items.c.resolved_at.is_(None)))]
+    finally:
+        engine.dispose()
+
+
+def _kept_bytes(cfg: Config) -> tuple[int, int]:
+    files = [p for p in (cfg.node.data_dir / "review").rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+async def _flood(client: Any, n: int, path: str = SCAN, size: int = 20_000) -> set[int]:
+    statuses = set()
+    for _ in range(n):
+        resp = await client.post(path, data=os.urandom(size),
+                                 headers={"Content-Type": "image/jpeg"})
+        statuses.add(resp.status)
+    return statuses
+
+
+async def test_random_bodies_with_one_reason_keep_only_a_few_review_copies(
+        aiohttp_client: Any, tmp_path: Path, db_url: str) -> None:
+    cfg = make_config(tmp_path, db_url, review={"unreadable_max_per_reason": 3})
+    client = await aiohttp_client(create_app(cfg))
+    assert await _flood(client, 40) == {400}  # every one still refused
+    items = _open_unreadable(cfg)
+    assert len(items) == 3 and len({reason for _, reason in items}) == 1
+    assert _kept_bytes(cfg)[0] == 3
+
+
+async def test_unreadable_items_are_capped_per_caller_in_all_and_in_bytes(
+        aiohttp_client: Any, tmp_path: Path, sqlite_url: str) -> None:
+    cfg = make_config(tmp_path, sqlite_url, review={
+        "unreadable_max_per_reason": 1000, "unreadable_max_per_caller": 10,
+        "unreadable_max_items": 15, "unreadable_max_bytes": 8 * 20_000})
+    client = await aiohttp_client(create_app(cfg))
+    await _flood(client, 25)  # one pict-rs caller name
+    assert len(_open_unreadable(cfg)) == 10
+    await _flood(client, 25, "/api/v1/scan/IPADDR")  # another caller: room for 5 more
+    assert len(_open_unreadable(cfg)) == 15
+    copies, size = _kept_bytes(cfg)
+    assert copies == 8 and size <= 8 * 20_000  # the rest are queued without a copy
+
+
+async def test_unreadable_items_expire_with_their_copies(
+        aiohttp_client: Any, tmp_path: Path, sqlite_url: str) -> None:
+    from datetime import timedelta
+
+    from attestd.http.appkeys import SERVICES
+
+    cfg = make_config(tmp_path, sqlite_url)
+    client = await aiohttp_client(create_app(cfg))
+    await _flood(client, 3)
+    review = client.server.app[SERVICES].review
+    assert await review.expire_unreadable(timedelta(days=1)) == 0
+    assert len(_open_unreadable(cfg)) == 3
+    assert await review.expire_unreadable(timedelta(0)) == 3
+    assert _open_unreadable(cfg) == [] and _kept_bytes(cfg) == (0, 0)
