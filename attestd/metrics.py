@@ -26,3 +26,6 @@ class Metrics:
         self.connections_refused = Counter(
             "attestd_connections_refused", "Connections answered 503 because "
             "server.max_connections were open", registry=self.registry)
+        self.review_not_kept = Counter(
+            "attestd_review_not_kept", "Unreadable uploads not queued for review (or queued "
+            "without their copy) by the review.* cap they met", ["why"], registry=self.registry)

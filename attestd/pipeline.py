@@ -54,7 +54,7 @@ class CheckPipeline:
         sha = sha256_hex(data)
         try:
             async with asyncio.timeout(self.policy.deadline_s):
-                outcome = await self._decide(sha, data)
+                outcome = await self._decide(sha, data, actor)
         except TimeoutError:
             why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
             outcome = await self._unknown(sha, data, None, why)
@@ -91,7 +91,7 @@ class CheckPipeline:
                                        outcome.source.split(":", 1)[0]).inc()
             self.metrics.check_seconds.observe(time.perf_counter() - started)
 
-    async def _decide(self, sha: str, data: bytes) -> CheckOutcome:
+    async def _decide(self, sha: str, data: bytes, actor: str) -> CheckOutcome:
         lookup = await self.store.lookup(sha)
         hashes = lookup.hashes
         if hashes is None and lookup.override is None:
@@ -101,7 +101,7 @@ class CheckPipeline:
                 hashes = await asyncio.shield(self._hash_and_keep(data))
             except UnreadableImage as exc:
                 if self.review is not None:
-                    await self.review.add(sha, "unreadable", exc.reason, data=data)
+                    await self.review.add(sha, "unreadable", exc.reason, data=data, caller=actor)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
                                     "decoder", exc.reason, unreadable_kind=exc.kind)
             lookup = dataclasses.replace(lookup, hashes=hashes)

@@ -106,18 +106,16 @@ async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
 
 # -- unreadable uploads in the review queue (item 8) ------------------------------------------
 
-def _open_unreadable(cfg: Config) -> list[tuple[str, str | None]]:
-    from sqlalchemy import create_engine, select
+async def _open_unreadable(client: Any) -> list[tuple[str, str | None]]:
+    from sqlalchemy import select
 
     from attestd.db import schema as t
+    from attestd.http.appkeys import STORE
 
-    engine = create_engine(cfg.database.url.replace("postgres://", "postgresql://"))
-    try:
-        with engine.connect() as conn:
-            return [(r.sha256, r.reason) for r in conn.execute(select(t.review_items).where(
-                (t.review_items.c.kind == "unreadable") & t.review_items.c.resolved_at.is_(None)))]
-    finally:
-        engine.dispose()
+    c = t.review_items.c
+    async with client.server.app[STORE].engine.connect() as conn:
+        return [(r.sha256, r.reason) for r in await conn.execute(select(c.sha256, c.reason).where(
+            (c.kind == "unreadable") & c.resolved_at.is_(None)))]
 
 
 def _kept_bytes(cfg: Config) -> tuple[int, int]:
@@ -139,7 +137,7 @@ async def test_random_bodies_with_one_reason_keep_only_a_few_review_copies(
     cfg = make_config(tmp_path, db_url, review={"unreadable_max_per_reason": 3})
     client = await aiohttp_client(create_app(cfg))
     assert await _flood(client, 40) == {400}  # every one still refused
-    items = _open_unreadable(cfg)
+    items = await _open_unreadable(client)
     assert len(items) == 3 and len({reason for _, reason in items}) == 1
     assert _kept_bytes(cfg)[0] == 3
 
@@ -151,9 +149,9 @@ async def test_unreadable_items_are_capped_per_caller_in_all_and_in_bytes(
         "unreadable_max_items": 15, "unreadable_max_bytes": 8 * 20_000})
     client = await aiohttp_client(create_app(cfg))
     await _flood(client, 25)  # one pict-rs caller name
-    assert len(_open_unreadable(cfg)) == 10
+    assert len(await _open_unreadable(client)) == 10
     await _flood(client, 25, "/api/v1/scan/IPADDR")  # another caller: room for 5 more
-    assert len(_open_unreadable(cfg)) == 15
+    assert len(await _open_unreadable(client)) == 15
     copies, size = _kept_bytes(cfg)
     assert copies == 8 and size <= 8 * 20_000  # the rest are queued without a copy
 
@@ -169,6 +167,6 @@ async def test_unreadable_items_expire_with_their_copies(
     await _flood(client, 3)
     review = client.server.app[SERVICES].review
     assert await review.expire_unreadable(timedelta(days=1)) == 0
-    assert len(_open_unreadable(cfg)) == 3
+    assert len(await _open_unreadable(client)) == 3
     assert await review.expire_unreadable(timedelta(0)) == 3
-    assert _open_unreadable(cfg) == [] and _kept_bytes(cfg) == (0, 0)
+    assert await _open_unreadable(client) == [] and _kept_bytes(cfg) == (0, 0)
