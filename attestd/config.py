@@ -45,8 +45,8 @@ class NodeConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    # Open connections beyond this are answered 503 and closed at once, so slow or idle
-    # clients cannot use up the process's file descriptors.
+    # Open connections at most, so slow or idle clients cannot use up the process's file
+    # descriptors (beyond: the oldest idle one is closed, or the new one gets 503).
     max_connections: int = Field(1000, ge=1, le=1_000_000)
     # A connection that sends no complete request for this long is closed.
     keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)

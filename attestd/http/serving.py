@@ -2,8 +2,9 @@
 whose open connections are capped, with time limits for idle and lingering connections.
 
 Without a cap, thousands of slow clients use up the process's file descriptors: accepts
-then fail in a loop, and nothing, not even ``/healthz``, is answered. With one, a
-connection beyond the cap gets a short 503 and is closed at once; the rest are served.
+then fail in a loop, and nothing, not even ``/healthz``, is answered. With one, a new
+connection at the cap takes the place of the oldest idle one, or, when all are busy,
+gets a short 503 and is closed at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
 
 from attestd.config import ServerConfig
 from attestd.logs import REPEAT_KEY
@@ -68,25 +70,50 @@ def raise_fd_limit(wanted: int) -> int | None:
 
 class ConnectionCap:
     """A protocol factory for ``loop.create_server``: aiohttp's own protocol while fewer
-    than ``limit`` connections are open, a 503-and-close beyond it."""
+    than ``limit`` connections are open. At the cap, the oldest connection that is not in
+    the middle of a request (idle, or still trickling its headers: what slow clients
+    hold) is closed to make room; only when every one is busy with a request is the new
+    connection answered 503 and closed."""
 
     def __init__(self, server: web.Server, limit: int,
                  on_refused: Callable[[], None] | None = None) -> None:
         self.server = server
         self.limit = limit
         self.refused = 0
+        self.evicted = 0
         self.on_refused = on_refused
 
     def __call__(self) -> asyncio.BaseProtocol:
-        if len(self.server.connections) < self.limit:
+        open_now = self.server.connections
+        if len(open_now) < self.limit:
+            return self.server()
+        if self._evict_idle(open_now):
             return self.server()
         self.refused += 1
         if self.on_refused is not None:
             self.on_refused()
-        log.warning("refusing new connections with 503: %d are open, as many as "
+        log.warning("refusing new connections with 503: %d are open and busy, as many as "
                     "server.max_connections allows (%d refused since start)",
-                    self.limit, self.refused, extra={REPEAT_KEY: "connection_cap"})
+                    len(open_now), self.refused, extra={REPEAT_KEY: "connection_cap"})
         return _Busy()
+
+    def _evict_idle(self, open_now: list[RequestHandler]) -> bool:
+        # Oldest first (the server keeps them in the order they came). Closing connections
+        # that are closing already frees nothing, so those are passed over.
+        for handler in open_now:
+            if handler.transport is None or handler.transport.is_closing():
+                continue
+            # aiohttp has no public "between requests" flag; without one, nobody is evicted
+            # and the cap refuses instead.
+            if getattr(handler, "_current_request", True) is None:
+                handler.force_close()
+                self.evicted += 1
+                log.warning("closed the oldest idle connection to make room: %d are open, "
+                            "as many as server.max_connections allows (%d closed since "
+                            "start)", len(open_now), self.evicted,
+                            extra={REPEAT_KEY: "connection_evicted"})
+                return True
+        return False
 
 
 class _Busy(asyncio.Protocol):

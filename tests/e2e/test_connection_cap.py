@@ -1,7 +1,7 @@
 """Connection exhaustion (issue 16, item 9): 400 slow clients against a node whose
-open-file limit is 320 and whose cap is 100 connections. The node keeps answering (503
-beyond the cap, at once), cuts the slow ones off, logs the condition once rather than per
-connection, and is healthy again as soon as they are gone."""
+open-file limit is 320 and whose cap is 100 connections. The node keeps answering
+(/healthz makes room by closing the oldest idle connection), cuts the slow ones off, and
+logs the condition once rather than per connection."""
 
 from __future__ import annotations
 
@@ -67,10 +67,9 @@ def test_slow_connections_beyond_the_cap_get_503_and_the_node_stays_up(tmp_path:
         for _ in range(SLOW_CLIENTS):
             if (c := _slow_client(port)) is not None:
                 clients.append(c)
-        # Full of slow clients: answered at once, 503 (or closed), never left hanging.
-        assert _healthz(base) in (0, 200, 503)
-        # The slow clients are cut off after keepalive_timeout_s; the node is healthy again.
-        assert wait_for(lambda: _healthz(base) == 200, timeout=30), log_path.read_text()
+        # Full of slow clients, and answered at once all the same.
+        assert _healthz(base) == 200
+        # The slow clients still open are cut off after keepalive_timeout_s.
         assert _all_closed_by_the_node(clients)
         assert proc.poll() is None, "the node died"
     finally:
@@ -79,14 +78,14 @@ def test_slow_connections_beyond_the_cap_get_503_and_the_node_stays_up(tmp_path:
         code = stop_server(proc)
     text = log_path.read_text()
     assert code == 0, text
-    refusals = text.count("refusing new connections with 503")
-    assert 1 <= refusals <= 2, text  # the condition once, not once per connection
+    evictions = text.count("closed the oldest idle connection to make room")
+    assert 1 <= evictions <= 2, text  # the condition once, not once per connection
     assert "out of system resource" not in text and "Traceback" not in text, text
 
 
 def _all_closed_by_the_node(clients: list[socket.socket]) -> bool:
     def closed(c: socket.socket) -> bool:
-        c.settimeout(0.5)
+        c.settimeout(10)
         with contextlib.suppress(TimeoutError):
             try:
                 while c.recv(4096):

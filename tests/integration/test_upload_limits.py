@@ -104,6 +104,22 @@ async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
     assert not errors, [r.getMessage() for r in errors]
 
 
+async def test_at_the_connection_cap_busy_connections_stay_and_a_new_one_gets_503(
+        tmp_path: Path, sqlite_url: str) -> None:
+    cfg = make_config(tmp_path, sqlite_url, server={"max_connections": 2})
+    async with served(cfg) as base:
+        # Two uploads in progress (headers read, body on its way): neither is idle.
+        busy = [await _raw(base, _head(100_000), b"\xff\xd8") for _ in range(2)]
+        await asyncio.sleep(0.3)
+        reader, writer = await _raw(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+        status = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert status.startswith(b"HTTP/1.1 503"), status
+        assert b"server.max_connections" in status
+        for _, w in busy:
+            w.close()
+
+
 # -- unreadable uploads in the review queue (item 8) ------------------------------------------
 
 async def _open_unreadable(client: Any) -> list[tuple[str, str | None]]:
