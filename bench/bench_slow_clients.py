@@ -1,10 +1,10 @@
 """/healthz and uploads under a slow-loris flood (issue 16, item 9).
 
-Starts `attestd serve` (SQLite, no classifier) with `server.max_connections` = 100 and an
-open-file limit of 320, then measures, in the same run:
+Starts `attestd serve` (SQLite, no classifier) with `server.max_connections` = 50 and an
+open-file limit of 400, then measures, in the same run:
 
 1. /healthz and a small JPEG upload with nobody else connected;
-2. the same while SLOW clients (default 400) hold connections that send half a request
+2. the same while SLOW clients (default 500) hold connections that send half a request
    line and nothing more, reconnecting as soon as the node closes one.
 
 Prints the median and p99 answer times and how many answers were 200, 503 or failed.
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import describe  # noqa: E402
 
-FD_LIMIT = 320
+FD_LIMIT = 400
 
 
 def _low_fd_limit() -> None:
@@ -113,7 +113,7 @@ class Slowloris:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--slow", type=int, default=400, help="slow clients")
+    ap.add_argument("--slow", type=int, default=500, help="slow clients")
     ap.add_argument("--requests", type=int, default=200, help="timed requests per phase")
     args = ap.parse_args()
     from tests.conftest import CALLER, free_port, make_config_env, migrate
@@ -125,7 +125,7 @@ def main() -> None:
         url = f"sqlite:///{tmp_path / 'attestd.db'}"
         migrate(url)
         port = free_port()
-        _, env = make_config_env(tmp_path, url, server={"port": port, "max_connections": 100,
+        _, env = make_config_env(tmp_path, url, server={"port": port, "max_connections": 50,
                                                         "keepalive_timeout_s": 15})
         log = (tmp_path / "serve.log").open("wb")
         proc = subprocess.Popen([str(Path(sys.executable).with_name("attestd")), "serve"],
@@ -152,7 +152,7 @@ def main() -> None:
             proc.wait(30)
             log.close()
         text = (tmp_path / "serve.log").read_text()
-    print(f"max_connections 100, open-file limit {FD_LIMIT}, {args.slow} slow clients "
+    print(f"max_connections 50, open-file limit {FD_LIMIT}, {args.slow} slow clients "
           f"({flood.opened} connections opened in all)")
     print(f"  quiet:      {quiet}")
     print(f"  slow flood: {loud}")

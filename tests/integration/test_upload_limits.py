@@ -104,6 +104,17 @@ async def test_a_client_that_hangs_up_mid_body_is_not_an_error(
     assert not errors, [r.getMessage() for r in errors]
 
 
+async def test_a_connection_that_sends_no_whole_request_is_closed(
+        tmp_path: Path, sqlite_url: str) -> None:
+    cfg = make_config(tmp_path, sqlite_url, server={"keepalive_timeout_s": 1})
+    async with served(cfg) as base:
+        reader, writer = await _raw(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"")
+        try:
+            assert await asyncio.wait_for(reader.read(), 15) == b""  # closed by the node
+        finally:
+            writer.close()
+
+
 async def test_at_the_connection_cap_busy_connections_stay_and_a_new_one_gets_503(
         tmp_path: Path, sqlite_url: str) -> None:
     cfg = make_config(tmp_path, sqlite_url, server={"max_connections": 2})
@@ -117,6 +128,26 @@ async def test_at_the_connection_cap_busy_connections_stay_and_a_new_one_gets_50
         assert status.startswith(b"HTTP/1.1 503"), status
         assert b"server.max_connections" in status
         for _, w in busy:
+            w.close()
+
+
+async def test_at_the_cap_a_body_arriving_too_slowly_on_any_route_makes_room(
+        tmp_path: Path, sqlite_url: str) -> None:
+    cfg = make_config(tmp_path, sqlite_url, server={"max_connections": 2, "body_timeout_s": 1})
+    head = (b"POST /inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/activity+json\r\n"
+            b"Content-Length: 5000\r\n\r\n")
+    async with served(cfg) as base:
+        slow = [await _raw(base, head, b'{"type": ') for _ in range(2)]
+        await asyncio.sleep(0.3)
+        first = await _raw(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+        assert (await asyncio.wait_for(first[0].read(), 10)).startswith(b"HTTP/1.1 503")
+        await asyncio.sleep(1.2)  # now past server.body_timeout_s
+        reader, writer = await _raw(base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                          b"Connection: close\r\n\r\n", b"")
+        status = await asyncio.wait_for(reader.read(), 10)
+        assert status.startswith(b"HTTP/1.1 200"), status
+        assert await asyncio.wait_for(slow[0][0].read(), 10) == b""  # the oldest was closed
+        for _, w in [*slow, first, (reader, writer)]:
             w.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from attestd.http.serving import BACKLOG, FD_RESERVE, connection_limit
+from attestd.http.serving import BACKLOG, FD_RESERVE, MAX_CLOSING, connection_limit
 from attestd.logs import REPEAT_KEY, RepeatFilter
 
 
@@ -50,6 +50,6 @@ def test_other_records_are_untouched_and_asyncio_errors_are_thinned() -> None:
 def test_the_connection_cap_leaves_descriptors_for_the_node() -> None:
     assert connection_limit(1000, None) == 1000
     assert connection_limit(1000, 1_048_576) == 1000
-    assert connection_limit(1000, 1024) == 1024 - BACKLOG - 128
-    assert connection_limit(100, 320) == 100
-    assert connection_limit(1000, 320) == 320 - BACKLOG - FD_RESERVE
+    assert connection_limit(1000, 1024) == 1024 - BACKLOG - MAX_CLOSING - 128
+    assert connection_limit(100, 400) == 100
+    assert connection_limit(1000, 400) == 400 - BACKLOG - MAX_CLOSING - FD_RESERVE
