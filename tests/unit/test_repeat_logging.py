@@ -51,5 +51,5 @@ def test_the_connection_cap_leaves_descriptors_for_the_node() -> None:
     assert connection_limit(1000, None) == 1000
     assert connection_limit(1000, 1_048_576) == 1000
     assert connection_limit(1000, 1024) == 1024 - BACKLOG - MAX_CLOSING - 128
-    assert connection_limit(100, 400) == 100
+    assert connection_limit(50, 400) == 50
     assert connection_limit(1000, 400) == 400 - BACKLOG - MAX_CLOSING - FD_RESERVE
