@@ -146,8 +146,8 @@ class ConnectionCap:
         return len(self._fresh)
 
     def _evict_idle(self, open_now: list[RequestHandler]) -> bool:
-        # Oldest first (the server keeps them in the order they came). Closing connections
-        # that are closing already frees nothing, so those are passed over.
+        # Oldest first (the server keeps them in the order they came); closing one that is
+        # closing already would free nothing.
         for handler in open_now:
             if handler.transport is None or handler.transport.is_closing():
                 continue
