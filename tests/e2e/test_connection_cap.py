@@ -67,9 +67,9 @@ def test_slow_connections_beyond_the_cap_get_503_and_the_node_stays_up(tmp_path:
         for _ in range(SLOW_CLIENTS):
             if (c := _slow_client(port)) is not None:
                 clients.append(c)
-        # Full of slow clients: answered at once (503 while every connection is brand
-        # new), never left hanging ...
-        assert _healthz(base) in (200, 503), log_path.read_text()
+        # Full of slow clients: answered at once (a 503, or closed, while every connection
+        # is brand new), never left hanging ...
+        assert _healthz(base) in (0, 200, 503), log_path.read_text()
         # ... and healthy while they stay, long before keepalive_timeout_s would cut them
         # off: the oldest idle connections make room.
         assert wait_for(lambda: _healthz(base) == 200, timeout=10), log_path.read_text()
