@@ -44,7 +44,7 @@ def cli() -> None:
 
 def _config() -> Config:
     cfg = load_config(require_file=False)
-    setup_logging(cfg.logging.level)
+    setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s)
     return cfg
 
 
@@ -139,16 +139,17 @@ def _check_schema(cfg: Config) -> None:
 @click.option("--port", type=int, help="Port to listen on (default: server.port)")
 def serve(host: str | None, port: int | None) -> None:
     """Run the node's HTTP server."""
-    from aiohttp import web
-
-    from attestd.http import create_app
+    from attestd.http import create_app, serving
+    from attestd.http.appkeys import METRICS
     from attestd.logs import RedactingAccessLogger
 
     cfg = _config()
     load_keys(cfg.keys_dir)
     _check_schema(cfg)  # fail fast, with the command to run, before binding the port
-    web.run_app(create_app(cfg), host=host or cfg.server.host, port=port or cfg.server.port,
-                access_log_class=RedactingAccessLogger, print=click.echo)
+    app = create_app(cfg)
+    serving.run(app, cfg.server, host or cfg.server.host, port or cfg.server.port,
+                access_log_class=RedactingAccessLogger,
+                on_refused=app[METRICS].connections_refused.inc, echo=click.echo)
 
 
 # -- check ------------------------------------------------------------------------------------

@@ -45,6 +45,13 @@ class NodeConfig(_Section):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # Open connections at most, so slow or idle clients cannot use up the process's file
+    # descriptors (beyond: the oldest idle one is closed, or the new one gets 503).
+    max_connections: int = Field(1000, ge=1, le=1_000_000)
+    # A connection that sends no complete request for this long is closed.
+    keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)
+    # An upload's whole body must arrive within this.
+    body_timeout_s: float = Field(60.0, gt=0, le=3600)
 
 
 class DatabaseConfig(_Section):
@@ -140,6 +147,19 @@ class PolicyConfig(_Section):
     actions: ActionsConfig = ActionsConfig()
 
 
+class ReviewConfig(_Section):
+    # Unreadable uploads are often junk, or a flood meant to fill the disk: the review
+    # queue keeps at most this many open unreadable items, this many per caller, and
+    # this many with the same reason (random bytes all read alike) ...
+    unreadable_max_items: int = Field(500, ge=0)
+    unreadable_max_per_caller: int = Field(100, ge=0)
+    unreadable_max_per_reason: int = Field(5, ge=0)
+    # ... copies of at most this many bytes in all (beyond, items are kept without one) ...
+    unreadable_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    # ... and drops items (and copies) nobody looked at after this many days.
+    unreadable_expire_days: float = Field(14.0, gt=0)
+
+
 class FederationConfig(_Section):
     # Tests run nodes on loopback; in production fetching private addresses is an SSRF hole.
     allow_private_addresses: bool = False
@@ -157,6 +177,15 @@ class FederationConfig(_Section):
     # Pull each followed peer's outbox this often, besides at start and after a follow
     # is accepted: pushes can be lost, the outbox cannot.
     backfill_interval_s: float = Field(300.0, ge=5)
+    # Received activities are logged (for replay refusal and the record) with their body
+    # only for the types this node acts on, and only up to this size; others as a summary.
+    received_body_max_bytes: int = Field(64 * 1024, ge=0)
+    # and kept this long (longer than any signature's replay window).
+    received_retention_days: float = Field(30.0, ge=3)
+    # Follow requests waiting for an admin: at most this many (more are refused), each
+    # dropped after this many days.
+    max_pending_follows: int = Field(200, ge=0)
+    pending_follow_expire_days: float = Field(30.0, gt=0)
 
 
 class SweepPictrsConfig(_Section):
@@ -202,6 +231,9 @@ class SweepConfig(_Section):
 
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # A condition that repeats (connections refused, clients gone mid-upload, review
+    # copies not kept) is logged once per this many seconds, with a count.
+    repeat_interval_s: float = Field(60.0, ge=0, le=86400)
 
 
 class Config(_Section):
@@ -214,6 +246,7 @@ class Config(_Section):
     classifier: ClassifierConfig = ClassifierConfig()
     workers: WorkersConfig = WorkersConfig()
     policy: PolicyConfig = PolicyConfig()
+    review: ReviewConfig = ReviewConfig()
     federation: FederationConfig = FederationConfig()
     sweep: SweepConfig = SweepConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -34,3 +34,9 @@ class Metrics:
             "attestd_admin_logins_delayed",
             "Admin login attempts held back after repeated failures (someone guessing?)",
             registry=self.registry)
+        self.connections_refused = Counter(
+            "attestd_connections_refused", "Connections answered 503 because "
+            "server.max_connections were open", registry=self.registry)
+        self.review_not_kept = Counter(
+            "attestd_review_not_kept", "Unreadable uploads not queued for review (or queued "
+            "without their copy) by the review.* cap they met", ["why"], registry=self.registry)

@@ -215,7 +215,7 @@ class CheckPipeline:
         except UnreadableImage as exc:
             # Here, not in the check: once per decode, even when no check waits any more.
             if self.review is not None and exc.kind != "busy":
-                await self.review.add(sha, "unreadable", exc.reason, data=data)
+                await self.review.add(sha, "unreadable", exc.reason, data=data, caller=actor)
             raise
         self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes

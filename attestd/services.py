@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from attestd.bad_hashes import BadHashIndex
@@ -61,7 +61,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         jobs = JobQueue(store, JobStore(store), blobs, JobSettings(
             lease_s=config.workers.lease_s, max_claim=config.workers.max_claim,
             max_wait_s=config.workers.max_wait_s, quorum=config.federation.bad_quorum))
-        review = ReviewQueue(store, BlobStore(config.node.data_dir / "review"))
+        review = ReviewQueue(store, BlobStore(config.node.data_dir / "review"), config.review,
+                             on_not_kept=_count_not_kept(metrics))
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
@@ -70,6 +71,12 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         stack.push_async_callback(pipeline.close)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review)
+
+
+def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:
+    if metrics is None:
+        return None
+    return lambda why: metrics.review_not_kept.labels(why).inc()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

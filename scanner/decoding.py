@@ -19,6 +19,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from scanner.containers import hidden_file, jpeg_segment_bytes, non_image_format
 from scanner.errors import UnreadableImage
 from scanner.frames import distinct_frame_hashes, every_frame
 from scanner.hashes import FrameHashes, ImageHashes, sha256_hex
@@ -80,7 +81,6 @@ class DecodeLimits:
 _EMBEDDED_MARKUP = re.compile(rb"<(?:script|html|svg|iframe|object|embed)[\s>/]", re.IGNORECASE)
 _ZIP_END = b"PK\x05\x06"
 _PDF = re.compile(rb"%PDF-[12]\.[0-9]")
-_TRAILER_SLACK = 64
 
 
 def hash_image_bytes(data: bytes, limits: DecodeLimits) -> ImageHashes:
@@ -106,6 +106,8 @@ def _guarded(work: Callable[[], T], data: bytes, limits: DecodeLimits) -> T:
         raise UnreadableImage(
             "unsupported", "the bytes are markup (SVG, HTML or XML), not a raster image; "
             "vector images can carry scripts and are not accepted")
+    if (other := non_image_format(data)) is not None:
+        raise UnreadableImage("unsupported", f"the bytes are {other}, not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -135,16 +137,7 @@ def _refuse_polyglot(data: bytes, fmt: str) -> None:
     elif _EMBEDDED_MARKUP.search(data):
         why = "HTML or script markup"
     else:
-        end = {"PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}.get(fmt)
-        if fmt == "PNG" and end is not None:
-            at = data.rfind(end)
-            if at >= 0 and len(data) - (at + len(end)) > _TRAILER_SLACK:
-                why = f"{len(data) - at - len(end)} bytes after the end of the PNG"
-        elif fmt in ("JPEG", "MPO"):
-            at = data.rfind(b"\xff\xd9")
-            tail = data[at + 2:] if at >= 0 else b""
-            if len(tail.rstrip(b"\x00")) > _TRAILER_SLACK:
-                why = f"{len(tail)} bytes after the end of the JPEG"
+        why = hidden_file(data, fmt)
     if why is not None:
         raise UnreadableImage("polyglot", f"the file hides {why} alongside the image; "
                               "it is refused rather than hashed as a picture")
@@ -224,6 +217,8 @@ def _check_opened(im: Image.Image, data: bytes, limits: DecodeLimits) -> tuple[s
         )
     _refuse_polyglot(data, fmt)
     metadata = sum(len(v) for v in im.info.values() if isinstance(v, (bytes, str)))
+    if fmt in ("JPEG", "MPO"):
+        metadata = max(metadata, jpeg_segment_bytes(data))  # segments Pillow skips count too
     if metadata > limits.max_metadata_bytes:
         raise UnreadableImage(
             "too_large", f"the image carries {metadata} bytes of metadata (EXIF, ICC, "

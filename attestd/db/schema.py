@@ -249,6 +249,7 @@ followers = Table(
     Column("state", String(16), nullable=False),  # pending | accepted | rejected
     Column("follow_activity", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_followers_state", "state", "id"),
 )
 
 # Nodes this node follows, and how far it trusts each (DESIGN.md, "Trust").
@@ -320,6 +321,11 @@ review_items = Table(
     Column("label", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
+    # Who sent it (the audit name), and the size of its kept copy: what review.* caps
+    # count for unreadable uploads.
+    Column("caller", String(100), nullable=True),
+    Column("copy_bytes", BigInteger, nullable=True),
+    Index("ix_review_items_kind_open", "kind", "resolved_at"),
 )
 
 # Storage sweeps (attestd sweep, and [sweep] in serve). A run lists a source in its own

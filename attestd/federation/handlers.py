@@ -24,6 +24,7 @@ from attestd.federation.attestations import (
 )
 from attestd.federation.peers import PeerStore
 from attestd.federation.store import FederationStore
+from attestd.logs import REPEAT_KEY
 from attestd.model import AuditEntry
 from attestd.write_behind import WriteBehind
 
@@ -43,7 +44,8 @@ class ActivityHandler:
                  keyring: Keyring, writes: WriteBehind | None, auto_approve: tuple[str, ...],
                  on_peer_accepted: Callable[[str], None] | None = None,
                  poke: Callable[[], None] | None = None,
-                 on_attestation: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 on_attestation: Callable[[str], Awaitable[None]] | None = None,
+                 max_pending_follows: int | None = None) -> None:
         self.actor_id = actor_id
         self.fstore = fstore
         self.peers = peers
@@ -53,6 +55,7 @@ class ActivityHandler:
         self.on_peer_accepted = on_peer_accepted
         self.poke = poke
         self.on_attestation = on_attestation
+        self.max_pending_follows = max_pending_follows
 
     async def handle(self, actor: str, act: dict[str, Any]) -> Handled:
         """Apply one verified activity from ``actor`` (its signer, or the peer whose
@@ -85,6 +88,15 @@ class ActivityHandler:
     async def _follow(self, actor: str, act: dict[str, Any]) -> Handled:
         if act.get("object") != self.actor_id:
             return Handled("ignored", "the Follow is not addressed to this node's actor")
+        if (limit := self.max_pending_follows) is not None and not self._auto_approved(actor) \
+                and await self.fstore.pending_full(actor, limit):
+            # Refused before the follower's actor is fetched: a flood costs no requests.
+            log.warning("refused a follow request from %s: %d are waiting for an admin "
+                        "(federation.max_pending_follows)", actor, limit,
+                        extra={REPEAT_KEY: "pending_follows"})
+            return Handled("refused", f"this node already has {limit} follow requests waiting "
+                                      "for its admin (federation.max_pending_follows); ask the "
+                                      "admin, or try again later")
         try:
             doc = await self.keyring.actor(actor)
         except ActivityPubError as exc:
@@ -94,10 +106,7 @@ class ActivityHandler:
         shared = endpoints.get("sharedInbox") if isinstance(endpoints, Mapping) else None
         if not isinstance(inbox, str):
             return Handled("refused", "the follower's actor has no inbox")
-        where = urlsplit(actor)
-        # "host" approves every port of that host; "host:port" only that one.
-        approved = (actor.lower() in self.auto_approve or where.netloc.lower() in self.auto_approve
-                    or (where.hostname or "").lower() in self.auto_approve)
+        approved = self._auto_approved(actor)
         await self.fstore.add_follower(actor, inbox, shared if isinstance(shared, str) else None,
                                        state="accepted" if approved else "pending",
                                        follow_activity=str(act["id"]))
@@ -107,6 +116,12 @@ class ActivityHandler:
                               "follower_accepted")
         return self._done("accepted", "follow awaits `attestd followers approve`", actor,
                           "follower_pending")
+
+    def _auto_approved(self, actor: str) -> bool:
+        where = urlsplit(actor)
+        # "host" approves every port of that host; "host:port" only that one.
+        return (actor.lower() in self.auto_approve or where.netloc.lower() in self.auto_approve
+                or (where.hostname or "").lower() in self.auto_approve)
 
     async def send_answer(self, kind: str, actor: str, follow: dict[str, Any] | str) -> None:
         """Send an Accept or Reject of ``actor``'s Follow to its inbox."""

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from activitypub import ActivityPubError, canonical_host, ed25519_multibase, normalize_host, public_key_pem
@@ -15,7 +16,7 @@ from activitypub.delivery import Deliverer
 from activitypub.fetch import Fetcher, Keyring, make_session
 from activitypub.inbox import InboxVerifier
 from attestd import __version__
-from attestd.config import Config
+from attestd.config import Config, FederationConfig
 from attestd.db.store import Store
 from attestd.errors import ConfigError
 from attestd.federation.backfill import Backfiller
@@ -71,7 +72,7 @@ async def open_federation(config: Config, store: Store,
     fed_cfg = config.federation
     spec = actor_spec(config, keys)
     session = make_session(allow_private=fed_cfg.allow_private_addresses, user_agent=USER_AGENT)
-    fstore = FederationStore(store, writes)
+    fstore = FederationStore(store, writes, body_max_bytes=fed_cfg.received_body_max_bytes)
     await fstore.load_recent(2 * fed_cfg.max_clock_skew_s + 600)
     # One spelling for both sides: ｂｌｏｃｋｅｄ.example is blocked.example.
     try:
@@ -102,12 +103,14 @@ async def open_federation(config: Config, store: Store,
 
     handler = ActivityHandler(actor_id=spec.id, fstore=fstore, peers=peers, keyring=keyring,
                               writes=writes, auto_approve=fed_cfg.auto_approve,
-                              poke=deliverer.poke, on_attestation=attestation_arrived)
+                              poke=deliverer.poke, on_attestation=attestation_arrived,
+                              max_pending_follows=fed_cfg.max_pending_follows)
     backfiller = Backfiller(fetcher, peers, fstore, handler, fed_cfg.backfill_interval_s)
     handler.on_peer_accepted = backfiller.request
     task = asyncio.create_task(deliverer.run(), name="deliverer") if fed_cfg.deliver else None
     background = [asyncio.create_task(backfiller.run(), name="backfill"),
-                  asyncio.create_task(_expire_loop(peers), name="attestation-expiry")]
+                  asyncio.create_task(_expire_loop(peers), name="attestation-expiry"),
+                  asyncio.create_task(_prune_loop(fstore, fed_cfg), name="federation-prune")]
     try:
         yield Federation(actor=spec, keys=keys, store=fstore, keyring=keyring, inbox=inbox,
                          deliverer=deliverer, fetcher=fetcher, peers=peers, handler=handler,
@@ -137,3 +140,19 @@ async def _expire_loop(peers: PeerStore, interval_s: float = 60.0) -> None:
             await peers.expire()
         except Exception:  # the database may be briefly unreachable; try again
             logging.getLogger(__name__).exception("could not expire attestations")
+
+
+async def _prune_loop(fstore: FederationStore, cfg: FederationConfig,
+                      interval_s: float = 3600.0) -> None:
+    """Forget old received activities and follow requests nobody answered."""
+    while True:
+        try:
+            await fstore.prune_received(timedelta(days=cfg.received_retention_days))
+            if n := await fstore.expire_pending_follows(
+                    timedelta(days=cfg.pending_follow_expire_days)):
+                logging.getLogger(__name__).info(
+                    "dropped %d follow requests older than %g days (federation."
+                    "pending_follow_expire_days)", n, cfg.pending_follow_expire_days)
+        except Exception:  # the database may be briefly unreachable; try again
+            logging.getLogger(__name__).exception("could not prune federation records")
+        await asyncio.sleep(interval_s)

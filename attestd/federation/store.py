@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from uuid6 import uuid7
 
 from activitypub._collections import PageItems, PageRequest
@@ -29,10 +29,13 @@ class FederationStore:
     RECENT_IDS = 200_000
     PARKED_REFRESH_S = 60.0
 
-    def __init__(self, store: Store, writes: WriteBehind | None = None) -> None:
+    def __init__(self, store: Store, writes: WriteBehind | None = None, *,
+                 body_max_bytes: int = 64 * 1024) -> None:
         self.store = store
         self.engine = store.engine
         self.writes = writes
+        # Received activities keep their body only for the types we use, up to this size.
+        self.body_max_bytes = body_max_bytes
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._parked: set[str] | None = None
         self._parked_at = 0.0
@@ -130,7 +133,7 @@ class FederationStore:
             # id a replay could still carry a valid signature for: memory decides, and the
             # row is written with the next batch.
             self._remember(aid)
-            self.writes.received(_received_row(activity))
+            self.writes.received(_received_row(activity, self.body_max_bytes))
             return True
         first = await self._insert_received(activity)
         self._remember(aid)
@@ -150,6 +153,14 @@ class FederationStore:
             self._remember(r.id)
         return len(rows)
 
+    async def prune_received(self, older_than: timedelta) -> int:
+        """Forget received activities logged longer than ``older_than`` ago (beyond any
+        replay window); returns how many."""
+        async with self.store.writing() as conn:
+            res = await conn.execute(delete(t.received_activities).where(
+                t.received_activities.c.received_at < utcnow() - older_than))
+        return int(res.rowcount or 0)
+
     def _remember(self, aid: str) -> None:
         self._recent[aid] = None
         while len(self._recent) > self.RECENT_IDS:
@@ -159,7 +170,7 @@ class FederationStore:
         """Keep a verified activity; False if its id was already received."""
         async with self.store.writing() as conn:
             ins = _insert_ignore(conn)(t.received_activities).values(
-                **_received_row(activity)).on_conflict_do_nothing()
+                **_received_row(activity, self.body_max_bytes)).on_conflict_do_nothing()
             res = await conn.execute(ins)
         return bool(res.rowcount)
 
@@ -217,10 +228,38 @@ class FederationStore:
                                       .where(t.followers.c.actor == actor))).first()
         return dict(row._mapping) if row is not None else None
 
-    async def list_followers(self) -> list[dict[str, Any]]:
+    async def list_followers(self, *, limit: int | None = None, after: str | None = None,
+                             state: str | None = None) -> list[dict[str, Any]]:
+        """Followers oldest first; ``limit`` of them after the cursor ``after`` (an id)."""
+        q = select(t.followers).order_by(t.followers.c.id)
+        if after:
+            q = q.where(t.followers.c.id > after)
+        if state:
+            q = q.where(t.followers.c.state == state)
+        if limit is not None:
+            q = q.limit(limit)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(t.followers).order_by(t.followers.c.id))).all()
+            rows = (await conn.execute(q)).all()
         return [dict(r._mapping) for r in rows]
+
+    async def pending_full(self, actor: str, limit: int) -> bool:
+        """True if ``actor`` would be one pending follow request more than ``limit``
+        (one already waiting may ask again)."""
+        async with self.engine.connect() as conn:
+            if (await conn.execute(select(t.followers.c.id).where(
+                    t.followers.c.actor == actor))).first() is not None:
+                return False
+            n = (await conn.execute(select(func.count()).select_from(t.followers).where(
+                t.followers.c.state == "pending"))).scalar_one()
+        return int(n) >= limit
+
+    async def expire_pending_follows(self, older_than: timedelta) -> int:
+        """Drop follow requests that waited longer than ``older_than``; returns how many."""
+        async with self.store.writing() as conn:
+            res = await conn.execute(delete(t.followers).where(
+                (t.followers.c.state == "pending")
+                & (t.followers.c.created_at <= utcnow() - older_than)))
+        return int(res.rowcount or 0)
 
     async def set_follower_state(self, actor: str, state: str) -> bool:
         async with self.store.writing() as conn:
@@ -265,9 +304,26 @@ class FederationStore:
                          more_newer=req.max_id is not None)
 
 
-def _received_row(activity: dict[str, Any]) -> dict[str, Any]:
+# Activity types the handler acts on: their bodies are worth keeping in the log.
+USED_TYPES = frozenset({"Follow", "Accept", "Reject", "Undo", "Create", "Update", "Delete"})
+_SUMMARY_CHARS = 500
+
+
+def _received_row(activity: dict[str, Any], body_max_bytes: int) -> dict[str, Any]:
     t_value = activity.get("type")
-    type_name = t_value if isinstance(t_value, str) else ",".join(map(str, t_value or []))
+    names = [t_value] if isinstance(t_value, str) else [str(x) for x in t_value or []]
+    type_name = ",".join(names)
+    size = len(json.dumps(activity, separators=(",", ":"), ensure_ascii=False).encode())
+    body: dict[str, Any] = activity
+    if not USED_TYPES.intersection(names) or size > body_max_bytes:
+        # Anyone with a key can send these: the log keeps what identifies the activity,
+        # not what it carries.
+        obj = activity.get("object")
+        obj_id = obj.get("id") if isinstance(obj, dict) else obj
+        body = {"id": str(activity["id"])[:_SUMMARY_CHARS], "type": type_name[:64],
+                "actor": str(activity["actor"])[:_SUMMARY_CHARS],
+                "object": str(obj_id)[:_SUMMARY_CHARS] if obj_id is not None else None,
+                "bytes": size, "kept": "summary"}
     return {"id": str(activity["id"]), "actor": activity["actor"], "type": type_name[:64],
-            "body": activity, "received_at": utcnow()}
+            "body": body, "received_at": utcnow()}
 

@@ -315,10 +315,36 @@ async def remove_peer(request: web.Request) -> web.Response:
 
 
 async def list_followers(request: web.Request) -> web.Response:
+    """Followers oldest first, ``limit`` (default 100) at a time; ``after`` is the
+    ``next_after`` of the page before, ``state`` keeps one state (pending, accepted,
+    rejected)."""
     await require_admin(request)
-    rows = await request.app[FEDERATION].store.list_followers()
+    rows, next_after = await followers_slice(request, FOLLOWERS_PAGE)
     return web.json_response({"followers": [
-        {"actor": r["actor"], "state": r["state"], "since": str(r["created_at"])} for r in rows]})
+        {"id": r["id"], "actor": r["actor"], "state": r["state"], "since": str(r["created_at"])}
+        for r in rows], "next_after": next_after})
+
+
+FOLLOWERS_PAGE = 100
+FOLLOWER_STATES = ("pending", "accepted", "rejected")
+
+
+async def followers_slice(request: web.Request,
+                          default_limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of followers by the query's limit, after and state, and the cursor of the
+    next page (None on the last); shared by the API and the pages."""
+    limit = int_param(request, "limit", default_limit, 1, 1000)
+    after = request.query.get("after") or None
+    if after is not None and len(after) > 36:
+        raise RequestError(400, "after must be the next_after of the page before")
+    state = request.query.get("state") or None
+    if state is not None and state not in FOLLOWER_STATES:
+        raise RequestError(400, f"state must be one of {', '.join(FOLLOWER_STATES)}")
+    rows = await request.app[FEDERATION].store.list_followers(limit=limit + 1, after=after,
+                                                              state=state)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (str(rows[-1]["id"]) if more and rows else None)
 
 
 async def answer(request: web.Request, actor: str, follower: str, accept: bool) -> None:

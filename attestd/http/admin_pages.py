@@ -358,8 +358,14 @@ async def peer_remove(request: web.Request, admin: Admin, form: Any) -> str:
 
 
 async def followers_page(request: web.Request, admin: Admin) -> web.Response:
-    return render(request, "followers.html", admin=admin,
-                  followers=await request.app[FEDERATION].store.list_followers())
+    rows, next_after = await admin_api.followers_slice(request, admin_api.FOLLOWERS_PAGE)
+    query = {k: v for k, v in request.query.items() if k in ("limit", "state")}
+    newer = f"{ROOT}/followers?{urlencode(query, doseq=False)}" if request.query.get(
+        "after") else None
+    older = (f"{ROOT}/followers?{urlencode({**query, 'after': next_after})}"
+             if next_after else None)
+    return render(request, "followers.html", admin=admin, followers=rows, next_page=older,
+                  first_page=newer, state=request.query.get("state", ""))
 
 
 async def follower_answer(request: web.Request, admin: Admin, form: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
 from attestd.metrics import Metrics
 from attestd.model import Verdict
-from attestd.review import kind_for_verdict
+from attestd.review import expire_loop, kind_for_verdict
 from attestd.services import open_services
 from scanner import ImageHashes
 
@@ -53,7 +54,12 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         app[PIPELINE] = services.pipeline
         app[JOBS] = services.jobs
         app[SERVICES] = services
+        expiry = asyncio.create_task(expire_loop(services.review, timedelta(
+            days=app[CONFIG].review.unreadable_expire_days)), name="review-expiry")
         yield
+        expiry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await expiry
 
 
 async def _federation(app: web.Application) -> AsyncIterator[None]:

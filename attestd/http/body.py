@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,12 +19,24 @@ _ACCEPTED_PREFIXES = ("image/", "video/", "application/octet-stream", "multipart
 CHUNK = 64 * 1024
 
 
-async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str | None]:
+async def read_upload(request: web.Request, limit: int,
+                      timeout_s: float | None = None) -> tuple[bytes, str | None]:
     """The uploaded bytes and their claimed media type.
 
     Raises RequestError 413 as soon as the body is known to exceed ``limit`` (before it
-    is read whole), 415 for types that are not images, 400 for malformed multipart.
+    is read whole), 415 for types that are not images, 400 for malformed multipart, 408
+    when the whole body has not arrived within ``timeout_s`` (a client trickling bytes
+    would otherwise hold its connection and memory for as long as it likes).
     """
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_upload(request, limit)
+    except TimeoutError:
+        raise RequestError(408, f"the body did not arrive within {timeout_s:g} s "
+                                "(server.body_timeout_s); send it at once") from None
+
+
+async def _read_upload(request: web.Request, limit: int) -> tuple[bytes, str | None]:
     length = request.content_length
     if length is not None and length > limit:
         raise RequestError(413, f"the body is {length} bytes, over the limit of {limit} "

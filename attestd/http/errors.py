@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from attestd.errors import RequestError
+from attestd.logs import REPEAT_KEY, redact_path
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return _error(request, exc.status, message or exc.reason)
+    except ConnectionError:
+        if not _client_gone(request):
+            return _unhandled(request)  # a connection of ours failed, not the client's
+        # The client hung up mid-request (most often mid-upload): nothing is wrong here,
+        # and nobody is left to answer. Under attack this repeats, so it is thinned out.
+        log.info("a client hung up before its request was read: %s %s", request.method,
+                 redact_path(request.path), extra={REPEAT_KEY: "client_gone"})
+        return _error(request, 400, "the connection was closed before the request was read")
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(request, 500, "internal error; the node's log has the details")
+        return _unhandled(request)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _unhandled(request: web.Request) -> web.Response:
+    log.exception("unhandled error on %s %s", request.method, redact_path(request.path))
+    return _error(request, 500, "internal error; the node's log has the details")

@@ -82,7 +82,8 @@ def _parsed(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddres
 
 async def _scan(request: web.Request, actor: str) -> web.Response:
     cfg = request.app[CONFIG]
-    data, _claimed = await read_upload(request, cfg.pictrs.max_body_bytes)
+    data, _claimed = await read_upload(request, cfg.pictrs.max_body_bytes,
+                                       cfg.server.body_timeout_s)
     if not data:
         raise RequestError(400, "the body is empty: send the image bytes")
     outcome = await request.app[PIPELINE].check(data, actor=actor)

@@ -52,6 +52,11 @@ class PriorCheck:
     label: str | None
     run_id: int
     action_state: str
+    # What the record says happened, so a resumed run counts what it checked before.
+    decision: str | None = None
+    decided_by: str | None = None
+    downloaded: bool = False
+    action: str = "none"
 
 
 @dataclass
@@ -69,6 +74,29 @@ class RunSummary:
     undecided: int = 0
     acted: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+
+    def tally(self, label: str | None, decision: str | None) -> None:
+        """Count one object checked with this outcome."""
+        self.checked += 1
+        if label == "unreadable":
+            self.unreadable += 1
+        elif label is None:
+            self.undecided += 1
+        elif decision == "reject":
+            self.rejected += 1
+
+    def add_recorded(self, prior: PriorCheck, *, count_act: bool = True) -> None:
+        """Count an object this run checked before it was interrupted, from its record
+        (``count_act=False`` when its act was finished, and counted, since the resume)."""
+        if prior.decided_by == "error":
+            self.errors += 1
+            return
+        self.tally(prior.label, prior.decision)
+        self.downloaded += int(prior.downloaded)
+        if prior.action_state == "failed":
+            self.errors += 1
+        elif count_act and prior.action != "none" and prior.action_state == "done":
+            self.acted[prior.action] = self.acted.get(prior.action, 0) + 1
 
     def as_json(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -86,6 +87,8 @@ class Sweeper:
         self.quarantine = quarantine
         self._failures = 0
         self._last_error = ""
+        # Keys whose interrupted act was finished (and counted) when this run resumed.
+        self._finished: set[str] = set()
 
     # -- modes ----------------------------------------------------------------------------
 
@@ -100,6 +103,9 @@ class Sweeper:
         else:
             run_id, cursor = await self._start("all"), None
             summary = RunSummary(run_id, self.source.name, "all")
+        # The counts as of the cursor: what a stopped run keeps, so its resume (which lists
+        # again from the cursor) counts each object of the run once.
+        at_cursor = dataclasses.replace(summary, acted=dict(summary.acted))
         counter = asyncio.create_task(self._count(progress, summary)) if progress else None
         try:
             await self._finish_pending(run_id, summary)
@@ -110,11 +116,12 @@ class Sweeper:
                 await self._process(run_id, summary, page.objects, progress, resume=True)
                 cursor = page.next_cursor
                 await self.sweeps.progress(run_id, cursor, summary)
+                at_cursor = dataclasses.replace(summary, acted=dict(summary.acted))
                 if cursor is None:
                     break
             await self._remember_marker(newest)
         except BaseException as exc:
-            await self._stopped(run_id, summary, exc)
+            await self._stopped(run_id, at_cursor, exc)
             raise
         finally:
             if counter is not None:
@@ -247,9 +254,13 @@ class Sweeper:
         todo: list[tuple[StoredObject, PriorCheck | None]] = []
         for obj in objects:
             prior = priors.get(obj.key)
-            if prior is not None and (
-                    (resume and prior.run_id == run_id)
-                    or (only_unseen and _same_version(prior, obj))):
+            if resume and prior is not None and prior.run_id == run_id:
+                # Checked by this run before it was interrupted: counted as such.
+                summary.add_recorded(prior, count_act=obj.key not in self._finished)
+                if progress is not None:
+                    progress.advance()
+                continue
+            if prior is not None and only_unseen and _same_version(prior, obj):
                 summary.already_checked += 1
                 if progress is not None:
                     progress.advance()
@@ -298,13 +309,7 @@ class Sweeper:
                 downloaded=False, action="none", action_state="done",
                 audit=self._audit(run_id, "sweep_error", obj, None, reason=str(exc))), None)
         self._failures = 0
-        summary.checked += 1
-        if outcome.label == "unreadable":
-            summary.unreadable += 1
-        elif outcome.label is None:
-            summary.undecided += 1
-        elif outcome.decision == "reject":
-            summary.rejected += 1
+        summary.tally(outcome.label, outcome.decision)
         action = "none"
         if should_act(outcome):
             action = "flag" if self.settings.dry_run else self.settings.action
@@ -401,6 +406,7 @@ class Sweeper:
                                    p.reason or "")
             log.info("finishing interrupted %s of %s", p.action, p.key)
             await self._act(run_id, summary, obj, p.action, outcome, None)
+            self._finished.add(p.key)
 
     # -- bookkeeping ----------------------------------------------------------------------
 

@@ -112,11 +112,13 @@ class SweepStore:
         async with self.store.engine.connect() as conn:
             for i in range(0, len(keys), 500):
                 rows = (await conn.execute(select(
-                    c.key, c.size, c.etag, c.sha256, c.label, c.run_id, c.action_state).where(
+                    c.key, c.size, c.etag, c.sha256, c.label, c.run_id, c.action_state,
+                    c.decision, c.decided_by, c.downloaded, c.action).where(
                     (c.source == source) & c.key.in_(keys[i:i + 500])))).all()
                 for r in rows:
                     out[r.key] = PriorCheck(r.size, r.etag, r.sha256, r.label, int(r.run_id),
-                                            r.action_state)
+                                            r.action_state, r.decision, r.decided_by,
+                                            bool(r.downloaded), r.action)
         return out
 
     async def record(self, run_id: int, source: str, checks: Sequence[CheckRecord]) -> None:

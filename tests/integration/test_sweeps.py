@@ -6,6 +6,7 @@ downloads nothing it knows, and a killed run resumes checking each object once."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -269,6 +270,10 @@ def test_kill_9_mid_run_then_resume_checks_every_object_exactly_once(
     assert set(checks) == set(objects) and set(checks.values()) == {1}
     assert set(deletes) == bad_keys and set(deletes.values()) == {1}
     assert set(bucket_contents(client, bucket)) == set(objects) - bad_keys
+    # The summary of the resumed run counts the whole run, not only what came after.
+    assert (summary["listed"], summary["checked"]) == (len(objects), len(objects)), summary
+    assert summary["rejected"] == len(bad_keys), summary
+    assert summary["acted"] == {"delete": len(bad_keys)}, summary
 
 
 # -- incremental -----------------------------------------------------------------------------
@@ -330,3 +335,54 @@ async def test_serve_keeps_sweeping_what_is_new(aiohttp_client: Any,
     (store / "new-bad.jpg").write_bytes(reencoded(jpeg(BAD_SEED)))
     assert await async_wait_for(lambda: not (store / "new-bad.jpg").exists(), timeout=30)
     assert (store / "old.jpg").read_bytes() == jpeg(1)
+
+
+def test_an_interrupted_all_run_resumed_sums_up_the_whole_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped part-way through a listing page, then resumed: the final summary counts
+    every object of the run once (listed, checked, rejected, acted), as a run that was
+    never interrupted would."""
+    from attestd.config import load_config
+    from attestd.services import open_services
+    from attestd.sweep import runner
+    from attestd.sweep.runtime import open_sweeper
+    from attestd.sweep.sources import fs
+
+    monkeypatch.setattr(fs, "PAGE_SIZE", 40)
+    monkeypatch.setattr(runner, "RECORD_BATCH", 8)
+    store = tmp_path / "store"
+    store.mkdir()
+    bad = set()
+    for i in range(120):
+        name = f"{i:03d}.jpg"
+        if i % 10 == 5:
+            (store / name).write_bytes(reencoded(jpeg(BAD_SEED), scale=0.5 + i / 400))
+            bad.add(name)
+        else:
+            (store / name).write_bytes(jpeg(i + 1, size=(64, 48)))
+    env = sqlite_env(tmp_path, source="fs", concurrency=2, **{"fs.path": str(store)})
+    block_bad(env, tmp_path)
+    engine = db(env)
+    cfg = load_config(Path(env["ATTESTD_CONFIG"]), env)
+
+    def checked() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("select count(*) from sweep_objects")).scalar_one())
+
+    async def go() -> dict[str, Any]:
+        async with open_services(cfg, follow_index=False) as services, \
+                open_sweeper(cfg, cfg.sweep, services) as sweeper:
+            first = asyncio.create_task(sweeper.sweep_all())
+            while checked() < 60 and not first.done():  # half-way through the second page
+                await asyncio.sleep(0.01)
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
+            assert 40 < checked() < 120, "the run was not stopped inside the second page"
+            return (await sweeper.sweep_all()).as_json()
+
+    summary = asyncio.run(go())
+    assert summary["status"] == "done"
+    assert (summary["listed"], summary["checked"]) == (120, 120), summary
+    assert summary["rejected"] == len(bad) and summary["acted"] == {"flag": len(bad)}, summary
+    assert summary["errors"] == 0 and summary["already_checked"] == 0, summary
