@@ -14,6 +14,7 @@ from activitypub._errors import (
     RemoteProtocolError,
     SignatureError,
 )
+from activitypub._json import JSONInputError, load_json
 from activitypub._keys import (
     ed25519_multibase,
     load_ed25519_multibase,
@@ -35,6 +36,7 @@ __all__ = [
     "ActivityPubError",
     "BlockedAddressError",
     "FetchError",
+    "JSONInputError",
     "LocalProtocolError",
     "RemoteProtocolError",
     "SignatureError",
@@ -46,6 +48,7 @@ __all__ = [
     "ed25519_multibase",
     "load_ed25519_multibase",
     "load_ed25519_private_multibase",
+    "load_json",
     "load_public_key_pem",
     "make_digest",
     "parse_signature_header",

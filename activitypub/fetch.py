@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from activitypub._documents import ACTIVITY_JSON, LD_JSON, actor_keys, require_id
 from activitypub._errors import BlockedAddressError, FetchError, RemoteProtocolError
+from activitypub._json import JSONInputError, load_json
 from activitypub._keys import PublicKey, load_ed25519_multibase, load_public_key_pem
 from activitypub._signatures import sign_request
 
@@ -126,9 +126,10 @@ class Fetcher:
                     raise exc.__cause__ from None
                 raise FetchError(f"GET {current} failed: {exc or type(exc).__name__}") from None
             try:
-                doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise RemoteProtocolError(f"GET {current} returned malformed JSON") from None
+                doc = load_json(body)
+            except JSONInputError as exc:
+                raise RemoteProtocolError(f"GET {current} returned unusable JSON: {exc}"
+                                          ) from None
             if not isinstance(doc, dict):
                 raise RemoteProtocolError(f"GET {current} returned JSON that is not an object")
             if check_id and require_id(doc) != current.split("#", 1)[0]:
