@@ -14,6 +14,7 @@ from activitypub._errors import (
     RemoteProtocolError,
     SignatureError,
 )
+from activitypub._json import MAX_DEPTH as MAX_JSON_DEPTH
 from activitypub._json import JSONInputError, load_json
 from activitypub._keys import (
     ed25519_multibase,
@@ -33,6 +34,7 @@ from activitypub._signatures import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ActivityPubError",
     "BlockedAddressError",
     "FetchError",

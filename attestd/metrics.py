@@ -23,3 +23,7 @@ class Metrics:
         self.index_entries = Gauge(
             "attestd_index_entries", "Perceptual hashes in the bad-hash index",
             registry=self.registry)
+        self.write_skipped = Counter(
+            "attestd_write_skipped", "Records the database refused and the write-behind "
+            "skipped (audit, image, received); the log names each", ["kind"],
+            registry=self.registry)

@@ -28,6 +28,7 @@ from attestd.model import (
     as_utc,
     utcnow,
 )
+from attestd.sanitise import clean_json, clean_optional, clean_text
 from attestd.trust import PeerClaim
 from scanner import FrameHashes, ImageHashes
 
@@ -187,7 +188,7 @@ class Store:
             if received:
                 await conn.execute(
                     _insert_ignore(conn)(t.received_activities).on_conflict_do_nothing(),
-                    list(received))
+                    [_storable_received(r) for r in received])
             if images:
                 insert_ignore = _insert_ignore(conn)
                 await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
@@ -471,9 +472,19 @@ def _insert_ignore(conn: AsyncConnection) -> Any:
 
 
 def _audit_row(e: AuditEntry) -> dict[str, Any]:
-    return {"at": e.at, "actor": e.actor, "action": e.action, "sha256": e.sha256,
-            "decision": e.decision, "label": e.label, "source": e.source,
-            "reason": e.reason, "detail": e.detail}
+    # Audit fields quote what strangers sent (activity ids, key ids, error messages):
+    # made storable here, at the last step before the database.
+    return {"at": e.at, "actor": clean_optional(e.actor), "action": clean_optional(e.action, 32),
+            "sha256": clean_optional(e.sha256, 64), "decision": clean_optional(e.decision, 16),
+            "label": clean_optional(e.label, 32), "source": clean_optional(e.source),
+            "reason": clean_optional(e.reason),
+            "detail": None if e.detail is None else clean_json(e.detail)}
+
+
+def _storable_received(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "id": clean_text(str(row["id"]), 2000), "actor": clean_text(str(row["actor"])),
+            "type": clean_text(str(row["type"]), 64),
+            "body": None if row.get("body") is None else clean_json(row["body"])}
 
 
 def _put(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
