@@ -224,26 +224,44 @@ class Store:
     async def add_verdict(self, sha256: str, label: str, method: str, source: str,
                           model: str | None = None, detail: dict[str, Any] | None = None) -> Verdict:
         """Record a verdict of this node's own."""
-        now = utcnow()
         async with self.writing() as conn:
-            vid = (await conn.execute(insert(t.verdicts).values(
-                sha256=sha256, label=label, method=method, source=source, model=model,
-                detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
-            await self._judgement_changed(conn, sha256)
+            verdict = await self.insert_verdict(conn, sha256, label, method, source, model,
+                                                detail)
         self.forget(sha256)
-        return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
-                       model=model, created_at=now)
+        return verdict
 
     async def record_verdict(self, hashes: ImageHashes, label: str, method: str, source: str,
                              model: str | None = None,
                              detail: dict[str, Any] | None = None) -> Verdict:
         """Record an own verdict; a bad label also indexes the image's perceptual hashes."""
-        verdict = await self.add_verdict(hashes.sha256, label, method, source, model, detail)
-        if label in INDEXED_LABELS:
-            await self.add_hash_entries(
-                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=hashes.sha256,
-                     label=label, source=f"verdict:{verdict.id}") for f in hashes.frames)
+        async with self.writing() as conn:
+            verdict = await self.insert_verdict(conn, hashes.sha256, label, method, source,
+                                                model, detail, hashes=hashes)
+        self.forget(hashes.sha256)
         return verdict
+
+    async def insert_verdict(self, conn: AsyncConnection, sha256: str, label: str, method: str,
+                             source: str, model: str | None = None,
+                             detail: dict[str, Any] | None = None,
+                             hashes: ImageHashes | None = None) -> Verdict:
+        """Record an own verdict inside the caller's transaction (the caller forgets
+        ``sha256`` once it committed); with ``hashes``, a bad label indexes them too."""
+        now = utcnow()
+        vid = (await conn.execute(insert(t.verdicts).values(
+            sha256=sha256, label=label, method=method, source=source, model=model,
+            detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
+        if hashes is not None and label in INDEXED_LABELS:
+            await self._add_entries(conn, [
+                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha256,
+                     label=label, source=f"verdict:{vid}") for f in hashes.frames])
+        await self._judgement_changed(conn, sha256)
+        return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
+                       model=model, created_at=now)
+
+    async def hashes_in(self, conn: AsyncConnection, sha256: str) -> ImageHashes | None:
+        """The stored hashes of ``sha256``, read inside the caller's transaction."""
+        cached = self._hash_cache.get(sha256)
+        return cached if cached is not None else await self._load_hashes(conn, sha256)
 
     # -- overrides ------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from attestd.db import schema as t
 from attestd.http.appkeys import STORE
 from attestd.http.jobs import JOBS
 from scanner import DecodeLimits, hash_image_bytes
+from scanner.classifier import MODEL_ID_MAX
 from tests.conftest import CALLER, async_wait_for
 from tests.images import jpeg
 from tests.integration.test_federation_endpoints import Node, start_node
@@ -139,6 +140,11 @@ async def test_surrogate_model_id_leaves_the_job_leased_for_the_real_result(node
             payload = await r.json()
             assert r.status == 400, payload
             assert "surrogate" in payload["error"], payload
+        # Longer than any peer would take in an attestation: refused here too.
+        async with s.post(url, json={"label": "ok", "model_id": "m" * (MODEL_ID_MAX + 1)},
+                          headers=worker) as r:
+            payload = await r.json()
+            assert r.status == 400 and "over the limit" in payload["error"], payload
         async with node.app[STORE].engine.connect() as conn:
             state = (await conn.execute(select(t.jobs.c.state)
                                         .where(t.jobs.c.id == job_id))).scalar_one()
