@@ -58,8 +58,8 @@ class CheckPipeline:
         except TimeoutError:
             why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
             outcome = await self._unknown(sha, data, None, why)
-        if audit:
-            self.writes.audit(AuditEntry(
+        if audit:  # the answer waits until its audit entry is committed
+            await self.writes.audit_durable(AuditEntry(
                 actor=actor, action="check", sha256=sha, decision=outcome.decision,
                 label=outcome.label, source=outcome.source, reason=outcome.reason,
                 detail=outcome.detail or None))

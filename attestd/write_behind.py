@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from attestd.db.failures import is_data_fault
 from attestd.db.store import Store
-from attestd.errors import AttestdError
+from attestd.errors import NotDurable
 from attestd.metrics import Metrics
 from attestd.model import AuditEntry
 from scanner import ImageHashes
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["audit", "image", "received"]
 Record = tuple[Kind, Any]
-
-
-class NotDurable(AttestdError):
-    """An audit entry could not be written in time; the answer it records must not go out."""
 
 
 class WriteBehind:
@@ -72,14 +68,21 @@ class WriteBehind:
         self._waiting[id(entry)] = fut
         self._audit.append(entry)
         self._wake.set()
-        if self._task is None or self._task.done():
-            # Nobody flushes in the background (a CLI run): write it now.
-            await self.flush()
         try:
+            if self._task is None or self._task.done():
+                # Nobody flushes in the background (a CLI run, or closing): write it now.
+                await self.flush()
             await asyncio.wait_for(asyncio.shield(fut), self.durable_timeout_s)
-        except TimeoutError:
+        except Exception as exc:
+            self._waiting.pop(id(entry), None)
+            # Not written: drop it, so the log never records an answer that went out as
+            # an error instead (if a batch in flight holds it, it is written; no harm).
+            self._audit[:] = [e for e in self._audit if e is not entry]
+            if isinstance(exc, NotDurable):
+                raise
+            why = self._why() if isinstance(exc, TimeoutError) else _describe(exc)
             raise NotDurable(f"the audit entry could not be written within "
-                             f"{self.durable_timeout_s:g} s: {self._why()}") from None
+                             f"{self.durable_timeout_s:g} s ({why}); see /healthz") from None
 
     def _why(self) -> str:
         if self.last_failure is None:
