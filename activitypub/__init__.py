@@ -15,6 +15,8 @@ from activitypub._errors import (
     SignatureError,
 )
 from activitypub._hosts import canonical_host, normalize_host, same_origin
+from activitypub._json import MAX_DEPTH as MAX_JSON_DEPTH
+from activitypub._json import JSONInputError, load_json
 from activitypub._keys import (
     ed25519_multibase,
     load_ed25519_multibase,
@@ -33,9 +35,11 @@ from activitypub._signatures import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ActivityPubError",
     "BlockedAddressError",
     "FetchError",
+    "JSONInputError",
     "LocalProtocolError",
     "RemoteProtocolError",
     "SignatureError",
@@ -48,6 +52,7 @@ __all__ = [
     "ed25519_multibase",
     "load_ed25519_multibase",
     "load_ed25519_private_multibase",
+    "load_json",
     "load_public_key_pem",
     "make_digest",
     "normalize_host",

@@ -11,7 +11,6 @@ import asyncio
 import errno
 import functools
 import ipaddress
-import json
 import socket
 import time
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from activitypub._errors import (
     RemoteProtocolError,
 )
 from activitypub._hosts import canonical_host
+from activitypub._json import JSONInputError, load_json
 from activitypub._keys import PublicKey, load_ed25519_multibase, load_public_key_pem
 from activitypub._signatures import sign_request
 
@@ -211,9 +211,10 @@ class Fetcher:
                     raise exc.__cause__ from None
                 raise FetchError(f"GET {current} failed: {exc or type(exc).__name__}") from None
             try:
-                doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise RemoteProtocolError(f"GET {current} returned malformed JSON") from None
+                doc = load_json(body)
+            except JSONInputError as exc:
+                raise RemoteProtocolError(f"GET {current} returned unusable JSON: {exc}"
+                                          ) from None
             if not isinstance(doc, dict):
                 raise RemoteProtocolError(f"GET {current} returned JSON that is not an object")
             if check_id and require_id(doc) != current.split("#", 1)[0]:

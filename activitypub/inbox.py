@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 
 from activitypub._documents import require_id, types_of
 from activitypub._errors import ActivityPubError, RemoteProtocolError, SignatureError
+from activitypub._json import JSONInputError, load_json
 from activitypub._keys import PublicKey
 from activitypub._signatures import SignatureParams, parse_signature_header, verify_request
 
@@ -92,9 +92,9 @@ class InboxVerifier:
 def parse_activity(body: bytes) -> dict[str, Any]:
     """Parse an activity's JSON and check its shape; raises RemoteProtocolError (400)."""
     try:
-        activity = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise RemoteProtocolError("the body is not valid JSON") from None
+        activity = load_json(body)
+    except JSONInputError as exc:
+        raise RemoteProtocolError(str(exc)) from None
     if not isinstance(activity, dict):
         raise RemoteProtocolError("the activity must be a JSON object")
     require_id(activity, "activity")

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from attestd.config import Config, config_path, default_config_text, load_config
+from attestd.db.failures import describe_failure
 from attestd.errors import AttestdError
 from attestd.keys import ensure_keys, load_keys
 from attestd.logs import setup_logging
@@ -34,7 +36,22 @@ def main() -> None:
         sys.exit(EXIT_SETUP)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    """Failures a person fixes outside attestd (configuration, database, disk) end a
+    command with one line on stderr and exit 3, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AttestdError as exc:
+            message = str(exc)
+        except (SQLAlchemyError, OSError) as exc:
+            message = describe_failure(exc)
+        click.echo(f"attestd: {message}", err=True)
+        ctx.exit(EXIT_SETUP)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """attestd: federated image-hash attestation node.
 

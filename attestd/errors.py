@@ -19,6 +19,11 @@ class KeyFileError(AttestdError):
     """The node's key files are missing, unreadable or too widely readable."""
 
 
+class NotDurable(AttestdError):
+    """A record an answer depends on (a check's audit entry) could not be written; the
+    answer must not go out. Answered 503: pict-rs refuses the upload, nothing passes unaudited."""
+
+
 class RequestError(AttestdError):
     """A client sent something we will not process. Carries the HTTP status to answer."""
 

@@ -40,3 +40,7 @@ class Metrics:
         self.review_not_kept = Counter(
             "attestd_review_not_kept", "Unreadable uploads not queued for review (or queued "
             "without their copy) by the review.* cap they met", ["why"], registry=self.registry)
+        self.write_skipped = Counter(
+            "attestd_write_skipped", "Records the database refused and the write-behind "
+            "skipped (audit, image, received); the log names each", ["kind"],
+            registry=self.registry)

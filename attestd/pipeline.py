@@ -87,8 +87,8 @@ class CheckPipeline:
                     sha, data, "deadline",
                     f"not hashed within policy.deadline_s = {self.policy.deadline_s:g} s; "
                     "hashing goes on, and a later try of the same bytes is answered from it")
-        if audit:
-            self.writes.audit(AuditEntry(
+        if audit:  # the answer waits until its audit entry is committed
+            await self.writes.audit_durable(AuditEntry(
                 actor=actor, action="check", sha256=sha, decision=outcome.decision,
                 label=outcome.label, source=outcome.source, reason=outcome.reason,
                 detail=outcome.detail or None))

@@ -54,7 +54,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             stack.push_async_callback(_cancel, task)
         pool = open_decode_pool(config)
         stack.callback(pool.close)
-        writes = WriteBehind(store)
+        writes = WriteBehind(store, metrics=metrics)
         writes.start()
         stack.push_async_callback(writes.close)
         blobs = BlobStore(config.node.data_dir / "blobs")

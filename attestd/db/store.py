@@ -28,6 +28,7 @@ from attestd.model import (
     as_utc,
     utcnow,
 )
+from attestd.sanitise import clean_json, clean_optional, clean_text
 from attestd.trust import PeerClaim
 from scanner import FrameHashes, ImageHashes
 
@@ -187,7 +188,7 @@ class Store:
             if received:
                 await conn.execute(
                     _insert_ignore(conn)(t.received_activities).on_conflict_do_nothing(),
-                    list(received))
+                    [_storable_received(r) for r in received])
             if images:
                 insert_ignore = _insert_ignore(conn)
                 await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
@@ -223,26 +224,44 @@ class Store:
     async def add_verdict(self, sha256: str, label: str, method: str, source: str,
                           model: str | None = None, detail: dict[str, Any] | None = None) -> Verdict:
         """Record a verdict of this node's own."""
-        now = utcnow()
         async with self.writing() as conn:
-            vid = (await conn.execute(insert(t.verdicts).values(
-                sha256=sha256, label=label, method=method, source=source, model=model,
-                detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
-            await self._judgement_changed(conn, sha256)
+            verdict = await self.insert_verdict(conn, sha256, label, method, source, model,
+                                                detail)
         self.forget(sha256)
-        return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
-                       model=model, created_at=now)
+        return verdict
 
     async def record_verdict(self, hashes: ImageHashes, label: str, method: str, source: str,
                              model: str | None = None,
                              detail: dict[str, Any] | None = None) -> Verdict:
         """Record an own verdict; a bad label also indexes the image's perceptual hashes."""
-        verdict = await self.add_verdict(hashes.sha256, label, method, source, model, detail)
-        if label in INDEXED_LABELS:
-            await self.add_hash_entries(
-                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=hashes.sha256,
-                     label=label, source=f"verdict:{verdict.id}") for f in hashes.frames)
+        async with self.writing() as conn:
+            verdict = await self.insert_verdict(conn, hashes.sha256, label, method, source,
+                                                model, detail, hashes=hashes)
+        self.forget(hashes.sha256)
         return verdict
+
+    async def insert_verdict(self, conn: AsyncConnection, sha256: str, label: str, method: str,
+                             source: str, model: str | None = None,
+                             detail: dict[str, Any] | None = None,
+                             hashes: ImageHashes | None = None) -> Verdict:
+        """Record an own verdict inside the caller's transaction (the caller forgets
+        ``sha256`` once it committed); with ``hashes``, a bad label indexes them too."""
+        now = utcnow()
+        vid = (await conn.execute(insert(t.verdicts).values(
+            sha256=sha256, label=label, method=method, source=source, model=model,
+            detail=detail, created_at=now).returning(t.verdicts.c.id))).scalar_one()
+        if hashes is not None and label in INDEXED_LABELS:
+            await self._add_entries(conn, [
+                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha256,
+                     label=label, source=f"verdict:{vid}") for f in hashes.frames])
+        await self._judgement_changed(conn, sha256)
+        return Verdict(id=vid, sha256=sha256, label=label, method=method, source=source,
+                       model=model, created_at=now)
+
+    async def hashes_in(self, conn: AsyncConnection, sha256: str) -> ImageHashes | None:
+        """The stored hashes of ``sha256``, read inside the caller's transaction."""
+        cached = self._hash_cache.get(sha256)
+        return cached if cached is not None else await self._load_hashes(conn, sha256)
 
     # -- overrides ------------------------------------------------------------------------
 
@@ -471,9 +490,19 @@ def _insert_ignore(conn: AsyncConnection) -> Any:
 
 
 def _audit_row(e: AuditEntry) -> dict[str, Any]:
-    return {"at": e.at, "actor": e.actor, "action": e.action, "sha256": e.sha256,
-            "decision": e.decision, "label": e.label, "source": e.source,
-            "reason": e.reason, "detail": e.detail}
+    # Audit fields quote what strangers sent (activity ids, key ids, error messages):
+    # made storable here, at the last step before the database.
+    return {"at": e.at, "actor": clean_optional(e.actor), "action": clean_optional(e.action, 32),
+            "sha256": clean_optional(e.sha256, 64), "decision": clean_optional(e.decision, 16),
+            "label": clean_optional(e.label, 32), "source": clean_optional(e.source),
+            "reason": clean_optional(e.reason),
+            "detail": None if e.detail is None else clean_json(e.detail)}
+
+
+def _storable_received(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "id": clean_text(str(row["id"]), 2000), "actor": clean_text(str(row["actor"])),
+            "type": clean_text(str(row["type"]), 64),
+            "body": None if row.get("body") is None else clean_json(row["body"])}
 
 
 def _put(cache: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:

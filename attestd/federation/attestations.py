@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from activitypub import create_proof, same_origin
 from attestd.errors import AttestdError
 from scanner import FrameHashes
+from scanner.classifier import model_id_problem
 
 NAMESPACE = "https://attestd.org/ns/v1#"
 FORMAT_VERSION = 1
@@ -157,8 +158,8 @@ def parse_attestation(obj: Mapping[str, Any]) -> Attestation:
     if method not in METHODS:
         raise AttestationError(f"method must be one of {METHODS}")
     model = obj.get("model")
-    if model is not None and (not isinstance(model, str) or len(model) > 200):
-        raise AttestationError("model must be a string of at most 200 characters")
+    if model is not None and (problem := model_id_problem(model, "model")) is not None:
+        raise AttestationError(problem)
     raw_frames = obj.get("frames")
     if raw_frames is None:
         raw_frames = [obj] if "pdq" in obj or "phash" in obj else []

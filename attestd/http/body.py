@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from activitypub import JSONInputError, load_json
 from attestd.errors import RequestError
 
 # Types no image check can honour. SVG and HTML can carry scripts; refusing them by type
@@ -123,12 +123,15 @@ async def read_body(request: web.Request, limit: int, what: str = "the body") ->
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
-    """A size-capped JSON object body (an empty body is ``{}``); 400 or 413 otherwise."""
+    """A size-capped JSON object body (an empty body is ``{}``); 400 or 413 otherwise.
+
+    Nesting, numbers and strings are bounded as for every JSON a stranger sends
+    (``activitypub.load_json``)."""
     body = await read_body(request, limit)
     try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise RequestError(400, "the body is not valid JSON") from None
+        doc = load_json(body or b"{}")
+    except JSONInputError as exc:
+        raise RequestError(400, f"the body is not acceptable JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise RequestError(400, "the body must be a JSON object")
     return doc

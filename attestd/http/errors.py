@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from attestd.errors import RequestError
+from attestd.errors import NotDurable, RequestError
 from attestd.logs import REPEAT_KEY, redact_path
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except RequestError as exc:
         return _error(request, exc.status, exc.message, **exc.detail)
+    except NotDurable as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return _error(request, 503, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -12,7 +12,7 @@ from aiohttp import web
 from attestd.errors import RequestError
 from attestd.http.body import read_json_object
 from attestd.jobs.queue import JobQueue
-from scanner.classifier import CLASSIFIER_LABELS, Classification
+from scanner.classifier import CLASSIFIER_LABELS, Classification, model_id_problem
 
 JOBS = web.AppKey("jobs", JobQueue)
 RESULT_MAX_BYTES = 64 * 1024
@@ -90,12 +90,12 @@ async def result(request: web.Request) -> web.Response:
     label, model_id, scores = doc.get("label"), doc.get("model_id"), doc.get("scores", {})
     if label not in CLASSIFIER_LABELS:
         raise RequestError(400, f"label must be one of {', '.join(CLASSIFIER_LABELS)}")
-    if not isinstance(model_id, str) or not model_id or len(model_id) > 300:
-        raise RequestError(400, "model_id must be a non-empty string")
+    if (problem := model_id_problem(model_id)) is not None:
+        raise RequestError(400, problem)
     if not isinstance(scores, dict) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) for k, v in scores.items()):
         raise RequestError(400, "scores must map names to numbers")
-    classification = Classification(label=label, model_id=model_id,
+    classification = Classification(label=label, model_id=str(model_id),
                                     scores={k: float(v) for k, v in scores.items()},
                                     publishable=bool(doc.get("publishable", True)))
     outcome, verdict = await request.app[JOBS].complete(worker, job_id, classification)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from attestd.blobs import BlobStore
 from attestd.db.store import Store
 from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
@@ -107,19 +109,21 @@ class JobQueue:
     async def complete(self, worker: str, job_id: int,
                        result: Classification) -> tuple[CompleteOutcome, Verdict | None]:
         """Record a worker's result as this node's verdict and wake whoever waits for it."""
-        outcome, sha, reason = await self.jobs.complete(worker, job_id, result.label)
-        if outcome != "done":
+        hashes: ImageHashes | None = None
+        detail: dict[str, Any] = {}
+
+        async def record(conn: AsyncConnection, sha: str, reason: str | None) -> Verdict:
+            nonlocal hashes, detail
+            hashes = await self.store.hashes_in(conn, sha)
+            detail = {"scores": result.scores, "publishable": result.publishable,
+                      "worker": worker, "job_reason": reason}
+            return await self.store.insert_verdict(
+                conn, sha, result.label, "classifier", f"classifier:{result.model_id}",
+                model=result.model_id, detail=detail, hashes=hashes)
+
+        outcome, sha, _, verdict = await self.jobs.complete(worker, job_id, result.label, record)
+        if outcome != "done" or verdict is None:
             return outcome, None
-        hashes = await self.store.get_hashes(sha)
-        detail = {"scores": result.scores, "publishable": result.publishable, "worker": worker,
-                  "job_reason": reason}
-        source = f"classifier:{result.model_id}"
-        if hashes is not None:
-            verdict = await self.store.record_verdict(hashes, result.label, "classifier", source,
-                                                      model=result.model_id, detail=detail)
-        else:
-            verdict = await self.store.add_verdict(sha, result.label, "classifier", source,
-                                                   model=result.model_id, detail=detail)
         if self.on_verdict is not None:
             try:
                 # Before the bytes go: the hook keeps a copy of what a human must review.

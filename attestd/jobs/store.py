@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, NamedTuple
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from attestd.db import schema as t
 from attestd.db.store import Store
-from attestd.model import as_utc, utcnow
+from attestd.model import Verdict, as_utc, utcnow
 
 CompleteOutcome = Literal["done", "repeat", "expired", "not_yours", "unknown", "conflict"]
 
@@ -43,6 +45,12 @@ class CompletedJob(NamedTuple):
     outcome: CompleteOutcome
     sha256: str
     reason: str | None  # unknown | accept_and_rescan | …
+    verdict: Verdict | None = None  # what ``record`` wrote, when the job was done now
+
+
+# Records a finished job's verdict inside the transaction that marks it done:
+# (connection, sha256, why the job was queued) → the verdict.
+RecordVerdict = Callable[[AsyncConnection, str, "str | None"], Awaitable[Verdict]]
 
 
 def worker_name_problem(name: str) -> str | None:
@@ -141,8 +149,13 @@ class JobStore:
             return (await conn.execute(select(t.jobs.c.sha256)
                                        .where(t.jobs.c.id == job_id))).scalar()
 
-    async def complete(self, worker: str, job_id: int, label: str) -> CompletedJob:
-        """Finish a leased job. Returns the outcome, the job's sha256 and why it was queued."""
+    async def complete(self, worker: str, job_id: int, label: str,
+                       record: RecordVerdict | None = None) -> CompletedJob:
+        """Finish a leased job. Returns the outcome, the job's sha256 and why it was queued.
+
+        ``record`` writes the verdict in the same transaction: if it fails, the job stays
+        leased and the worker's retry is recorded (never answered "repeat" with no verdict).
+        """
         now = utcnow()
         async with self.store.writing() as conn:
             row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).first()
@@ -158,7 +171,10 @@ class JobStore:
                 return CompletedJob("expired", row.sha256, row.reason)
             await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(
                 state="done", finished_at=now, result_label=label))
-        return CompletedJob("done", row.sha256, row.reason)
+            verdict = None if record is None else await record(conn, row.sha256, row.reason)
+        if verdict is not None:
+            self.store.forget(row.sha256)
+        return CompletedJob("done", row.sha256, row.reason, verdict)
 
     async def settle(self, worker: str, job_id: int, how: str) -> bool:
         """Finish a leased job without classifying it: the image was judged meanwhile

@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from scanner.classifier.base import Classification
+from scanner.classifier.base import Classification, model_id_problem
 
 log = logging.getLogger(__name__)
 
@@ -202,4 +202,9 @@ def model_id(settings: ClipSettings) -> str:
         hs = metadata.version("horde-safety")
     except metadata.PackageNotFoundError:
         hs = "unknown"
-    return f"{settings.model}/{weights}+horde-safety-{hs}"
+    made = f"{settings.model}/{weights}+horde-safety-{hs}"
+    problem = model_id_problem(made)
+    if problem is not None:
+        raise ClassifierSetupError(f"the model id {made[:80]!r}… cannot be used: {problem}; "
+                                   "choose a shorter classifier model name")
+    return made
