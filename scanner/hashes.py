@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PDQ_HEX_LEN = 64
 PHASH_HEX_LEN = 16
@@ -36,10 +36,21 @@ class FrameHashes:
     pdq: str  # 64 hex digits, 256 bits, HMA/ThreatExchange bit order
     pdq_quality: int  # 0..100; below the matching floor the PDQ hash is not used
     phash: str  # 16 hex digits, imagehash's 64-bit DCT hash
+    # The same frame rotated 90/180/270 degrees and mirrored four ways (scanner.pdq's
+    # DIHEDRAL[1:] order), for matching turned copies. Only freshly hashed frames have
+    # them; they are never stored or sent, so they take no part in equality.
+    pdq_dihedral: tuple[str, ...] = field(default=(), compare=False)
+    phash_dihedral: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         normalise_hex(self.pdq, PDQ_HEX_LEN, "pdq")
         normalise_hex(self.phash, PHASH_HEX_LEN, "phash")
+        for v in self.pdq_dihedral:
+            normalise_hex(v, PDQ_HEX_LEN, "pdq variant")
+        for v in self.phash_dihedral:
+            normalise_hex(v, PHASH_HEX_LEN, "phash variant")
+        if self.pdq_dihedral and len(self.pdq_dihedral) != len(self.phash_dihedral):
+            raise ValueError("pdq and phash variants must come in matching pairs")
         if not 0 <= self.pdq_quality <= 100:
             raise ValueError(f"pdq_quality must be 0..100, got {self.pdq_quality}")
 

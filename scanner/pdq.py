@@ -1,0 +1,135 @@
+"""PDQ equal to Meta's reference for the same pixels, and its dihedral variants.
+
+The reference (``pdqhash``, which python-threatexchange's ``pdq_from_bytes`` and so HMA,
+NCMEC and StopNCII lists use) turns the full-resolution picture into float luma
+(0.299 R + 0.587 G + 0.114 B), runs two passes of Jarosz box filters along rows and
+columns, samples a 64 x 64 grid, and takes a 16 x 16 DCT whose signs against the median
+are the 256 bits. Its cost is the filter over every pixel. The filters and the sampling are
+linear, so the 64 x 64 grid is ``Wr @ luma @ Wc.T`` for two 64-row weight matrices that
+depend only on the image's size: one matrix product instead of four passes over the
+image, with the same result (checked bit for bit against ``pdqhash`` in the tests).
+
+Pure computation; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+F64 = npt.NDArray[np.float64]
+
+# pdqhash: images with a side under this hash to all zeros with quality 0.
+_MIN_SIDE = 5
+# Luma is made and multiplied in strips of at most this many pixels, so a picture at the
+# pixel limit costs its decoded copy plus a few MiB, not four float copies of itself.
+_STRIP_PIXELS = 1 << 22
+
+# The eight symmetries of the square, in the order pdqhash.compute_dihedral returns
+# them: pdqhash's "flip x" mirrors about the horizontal axis (top to bottom).
+DIHEDRAL = ("original", "rotate90", "rotate180", "rotate270",
+            "flip_x", "flip_y", "flip_plus1", "flip_minus1")
+
+
+@dataclass(frozen=True, slots=True)
+class Pdq:
+    """A PDQ hash (64 hex digits, HMA bit order), its quality (0..100), and the hashes of
+    the picture mirrored and rotated (``DIHEDRAL[1:]``), when asked for."""
+
+    hash: str
+    quality: int
+    dihedral: tuple[str, ...] = ()
+
+
+def pdq_of(image: Image.Image, *, dihedral: bool = False) -> Pdq:
+    """PDQ of ``image`` (any mode) as ``pdqhash.compute`` gives for its RGB pixels."""
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    width, height = image.size
+    if width < _MIN_SIDE or height < _MIN_SIDE:
+        zero = "0" * 64
+        return Pdq(zero, 0, (zero,) * 7 if dihedral else ())
+    grid = _grid64(image)
+    quality = _quality(grid)
+    main = _bits(grid)
+    if not dihedral:
+        return Pdq(main, quality)
+    turned = (np.rot90(grid, 1), np.rot90(grid, 2), np.rot90(grid, 3), grid[::-1, :],
+              grid[:, ::-1], grid.T, np.rot90(grid, 2).T)
+    return Pdq(main, quality, tuple(_bits(g) for g in turned))
+
+
+def _grid64(image: Image.Image) -> F64:
+    """The 64 x 64 grid pdqhash samples after its Jarosz filters."""
+    width, height = image.size
+    rows, cols = _weights(height), _weights(width)
+    reduced = np.empty((height, 64), dtype=np.float32)
+    step = max(1, _STRIP_PIXELS // width)
+    cols_t = np.ascontiguousarray(cols.T, dtype=np.float32)
+    for top in range(0, height, step):
+        bottom = min(height, top + step)
+        strip = image if (top, bottom) == (0, height) else image.crop((0, top, width, bottom))
+        # Pillow's RGB -> F is pdqhash's own float32 luma formula, exactly, and fast.
+        luma = np.asarray(strip.convert("F"), dtype=np.float32)
+        np.matmul(luma, cols_t, out=reduced[top:bottom])
+    grid: F64 = rows @ reduced.astype(np.float64)
+    return grid
+
+
+@lru_cache(maxsize=64)
+def _weights(n: int) -> F64:
+    """Rows of the two-pass box filter along one axis of length ``n`` that the 64
+    samples read: ``out[d] = weights[d] @ line``.
+
+    pdqhash's box of width w averages in[j - a .. j + b] (a = w - (w + 2) // 2,
+    b = (w + 2) // 2 - 1), clipped to the line and divided by the clipped count; its
+    window is (n + 127) // 128; it samples at int((d + 0.5) * n / 64).
+    """
+    w = (n + 127) // 128
+    a = w - (w + 2) // 2
+    b = (w + 2) // 2 - 1
+    k = np.arange(n)
+    lo, hi = np.maximum(0, k - a), np.minimum(n - 1, k + b)
+    count = (hi - lo + 1).astype(np.float64)
+    samples = [int(((d + 0.5) * n) / 64) for d in range(64)]
+    first = np.zeros((64, n))
+    for r, j in enumerate(samples):
+        first[r, lo[j]:hi[j] + 1] = 1.0 / count[j]
+    # Second pass: (v @ B)[m] = sum of v[k] / count[k] over the k whose window holds m,
+    # i.e. k in [m - b, m + a]; a running sum gives every m at once.
+    run = np.zeros((64, n + 1))
+    np.cumsum(first / count, axis=1, out=run[:, 1:])
+    start, end = np.maximum(0, k - b), np.minimum(n - 1, k + a)
+    out: F64 = run[:, end + 1] - run[:, start]
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _dct16() -> F64:
+    """pdqhash's DCT rows: frequencies 1..16 of 64 (the constant term is left out)."""
+    i = np.arange(1, 17)[:, None]
+    j = np.arange(64)[None, :]
+    m: F64 = np.sqrt(2.0 / 64) * np.cos((np.pi / 2 / 64) * i * (2 * j + 1))
+    return m
+
+
+def _bits(grid: F64) -> str:
+    dct = _dct16()
+    coeffs = (dct @ grid @ dct.T).ravel()
+    # Torben's median as pdqhash uses it: the 128th smallest of the 256.
+    median = np.partition(coeffs, 127)[127]
+    # Bit k (k = 16 * row + column) is the k-th least significant bit of the hash.
+    packed = np.packbits((coeffs > median)[::-1])
+    return packed.tobytes().hex()
+
+
+def _quality(grid: F64) -> int:
+    """pdqhash's quality: summed truncated gradients of the 64 x 64 grid, over 90."""
+    down = np.trunc((grid[:-1] - grid[1:]) * 100 / 255)
+    across = np.trunc((grid[:, :-1] - grid[:, 1:]) * 100 / 255)
+    return min(100, int((np.abs(down).sum() + np.abs(across).sum()) // 90))
