@@ -18,7 +18,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError, _imaging
 
 from scanner.errors import UnreadableImage
 from scanner.hashes import FrameHashes, ImageHashes, sha256_hex
-from scanner.pdq import pdq_of
+from scanner.pdq import UNCROP_FRACTIONS, pdq_of, uncropped
 from scanner.phash import phash_of
 from scanner.video import looks_like_video, sample_video
 
@@ -282,7 +282,8 @@ def _hash_rgb(frame: Image.Image) -> FrameHashes:
     # third of the cost of resizing the colour frame (within 4 bits of that on photos).
     grey = frame.convert("L")
     factor = -(-max(grey.size) // HASH_SIDE)
-    phash, phash_turned = phash_of(grey.reduce(factor) if factor > 1 else grey,
-                                   dihedral=True)
+    small = grey.reduce(factor) if factor > 1 else grey
+    phash, phash_turned = phash_of(small, dihedral=True)
     return FrameHashes(pdq=pdq.hash, pdq_quality=pdq.quality, phash=phash,
-                       pdq_dihedral=pdq.dihedral, phash_dihedral=phash_turned)
+                       pdq_dihedral=pdq.dihedral, phash_dihedral=phash_turned,
+                       pdq_uncropped=uncropped(small, UNCROP_FRACTIONS))

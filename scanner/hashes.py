@@ -41,11 +41,16 @@ class FrameHashes:
     # them; they are never stored or sent, so they take no part in equality.
     pdq_dihedral: tuple[str, ...] = field(default=(), compare=False)
     phash_dihedral: tuple[str, ...] = field(default=(), compare=False)
+    # PDQ of the frame with its edges stretched back out (scanner.pdq.uncropped), for
+    # matching cropped copies; fresh frames only, like the variants above.
+    pdq_uncropped: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         normalise_hex(self.pdq, PDQ_HEX_LEN, "pdq")
         normalise_hex(self.phash, PHASH_HEX_LEN, "phash")
         for v in self.pdq_dihedral:
+            normalise_hex(v, PDQ_HEX_LEN, "pdq variant")
+        for v in self.pdq_uncropped:
             normalise_hex(v, PDQ_HEX_LEN, "pdq variant")
         for v in self.phash_dihedral:
             normalise_hex(v, PHASH_HEX_LEN, "phash variant")

@@ -35,6 +35,11 @@ DIHEDRAL = ("original", "rotate90", "rotate180", "rotate270",
             "flip_x", "flip_y", "flip_plus1", "flip_minus1")
 
 
+# uncropped(): how much of each side a crop may have taken, as fractions of the cropped
+# picture's padded size. Together they bring 3-5 % crops back within the threshold.
+UNCROP_FRACTIONS = (0.02, 0.035, 0.05)
+
+
 @dataclass(frozen=True, slots=True)
 class Pdq:
     """A PDQ hash (64 hex digits, HMA bit order), its quality (0..100), and the hashes of
@@ -63,10 +68,38 @@ def pdq_of(image: Image.Image, *, dihedral: bool = False) -> Pdq:
     return Pdq(main, quality, tuple(_bits(g) for g in turned))
 
 
-def _grid64(image: Image.Image) -> F64:
+def uncropped(image: Image.Image, fractions: tuple[float, ...]) -> tuple[str, ...]:
+    """PDQ hashes of ``image`` with its edges stretched outwards, as if it had been
+    cropped by each of ``fractions`` of every side: a cropped upload hashed this way is
+    within reach of the uncropped picture's PDQ far more often than as it is (PDQ's
+    grid moves with the frame). Cheap on a small rendition; the hashes are approximate.
+    """
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    width, height = image.size
+    if width < _MIN_SIDE or height < _MIN_SIDE:
+        return ()
+    return tuple(_bits(_grid64(image, (_padded_weights(height, f), _padded_weights(width, f))))
+                 for f in fractions)
+
+
+@lru_cache(maxsize=64)
+def _padded_weights(n: int, fraction: float) -> F64:
+    """_weights of the line padded by repeating its end pixels to n / (1 - 2 fraction),
+    folded back onto the line's own n pixels."""
+    total = max(n, round(n / (1 - 2 * fraction)))
+    source = np.clip(np.arange(total) - (total - n) // 2, 0, n - 1)
+    folded = np.zeros((n, 64))
+    np.add.at(folded, source, _weights(total).T)
+    out: F64 = np.ascontiguousarray(folded.T)
+    out.setflags(write=False)
+    return out
+
+
+def _grid64(image: Image.Image, weights: tuple[F64, F64] | None = None) -> F64:
     """The 64 x 64 grid pdqhash samples after its Jarosz filters."""
     width, height = image.size
-    rows, cols = _weights(height), _weights(width)
+    rows, cols = weights or (_weights(height), _weights(width))
     reduced = np.empty((height, 64), dtype=np.float32)
     step = max(1, _STRIP_PIXELS // width)
     cols_t = np.ascontiguousarray(cols.T, dtype=np.float32)

@@ -80,10 +80,18 @@ def test_index_thresholds_and_quality_floor() -> None:
     assert idx.match([_frame(far, "ffffffffffffffff")]) == []
     # pHash alone within its threshold matches too.
     assert idx.match([_frame("0" * 64, "00000000000000ff")])[0].kind == "phash"
-    # A featureless frame matches nothing, however close.
-    assert idx.match([_frame(base, "0" * 16, quality=10)]) == []
-    # Low-quality entries are not used for PDQ matching.
-    idx.add(HashEntry(2, "blocked", "override:1", pdq="0" * 64, pdq_quality=20))
-    assert idx.match([_frame("0" * 64, "ffffffffffffffff")]) == []
+    # A featureless frame (flat colour) matches nothing, however close.
+    assert idx.match([_frame(base, "0" * 16, quality=0)]) == []
+    # Under the quality floor a frame matches only where PDQ and pHash both agree.
+    assert idx.match([_frame(base, "ffffffffffffffff", quality=10)]) == []
+    assert idx.match([_frame("0" * 64, "0" * 16, quality=10)]) == []
+    assert [m.kind for m in idx.match([_frame(near, "0" * 16, quality=10)])] == ["pdq+phash"]
+    # So does a low-quality entry, even for a textured frame.
+    idx.add(HashEntry(2, "blocked", "override:1", pdq="0" * 64, pdq_quality=20,
+                      phash="00000000ffffffff"))
+    assert idx.match([_frame("0" * 64, "ffffffff00000000")]) == []
+    assert idx.match([_frame("0f" * 32, "00000000ffffffff")]) == []
+    assert [m.entry.id for m in idx.match([_frame("0" * 64, "00000000fffffffe")])] == [2]
+    idx.remove(2)
     idx.remove(1)
     assert idx.match([_frame(near, "0" * 16)]) == []
