@@ -104,7 +104,7 @@ def unrelated_low_texture(n: int, seed: int = 9) -> list[tuple[str, Image.Image]
             d = ImageDraw.Draw(img)
             size = int(rng.integers(18, 60))
             font = ImageFont.load_default(size=size)
-            for line in range(int(rng.integers(1, 4))):
+            for _ in range(int(rng.integers(1, 4))):
                 d.text((int(rng.integers(10, 200)), int(rng.integers(10, h - size - 10))),
                        WORDS[int(rng.integers(len(WORDS)))], font=font,
                        fill=tuple(int(v) for v in c2))
