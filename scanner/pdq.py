@@ -79,7 +79,8 @@ def uncropped(image: Image.Image, fractions: tuple[float, ...]) -> tuple[str, ..
     width, height = image.size
     if width < _MIN_SIDE or height < _MIN_SIDE:
         return ()
-    return tuple(_bits(_grid64(image, (_padded_weights(height, f), _padded_weights(width, f))))
+    luma = np.asarray(image.convert("F"), dtype=np.float64)
+    return tuple(_bits(_padded_weights(height, f) @ luma @ _padded_weights(width, f).T)
                  for f in fractions)
 
 
@@ -96,10 +97,10 @@ def _padded_weights(n: int, fraction: float) -> F64:
     return out
 
 
-def _grid64(image: Image.Image, weights: tuple[F64, F64] | None = None) -> F64:
+def _grid64(image: Image.Image) -> F64:
     """The 64 x 64 grid pdqhash samples after its Jarosz filters."""
     width, height = image.size
-    rows, cols = weights or (_weights(height), _weights(width))
+    rows, cols = _weights(height), _weights(width)
     reduced = np.empty((height, 64), dtype=np.float32)
     step = max(1, _STRIP_PIXELS // width)
     cols_t = np.ascontiguousarray(cols.T, dtype=np.float32)

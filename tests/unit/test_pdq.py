@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from scanner import DecodeLimits, hamming_hex, hash_image_bytes
-from scanner.pdq import pdq_of
+from scanner.pdq import pdq_of, uncropped
 from scanner.phash import phash_of
 from tests.images import encode, scene
 
@@ -110,3 +110,14 @@ def test_dihedral_variants_are_the_hashes_of_the_turned_picture() -> None:
         turned = img.transpose(t)
         assert hamming_hex(pdq, pdq_of(turned).hash) <= 16
         assert hamming_hex(ph, phash_of(turned)[0]) <= 4
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.03, 0.05])
+def test_uncropped_is_the_pdq_of_the_picture_with_its_edges_stretched(fraction: float) -> None:
+    img = scene(8, (427, 320))
+    w, h = img.size
+    big_w, big_h = round(w / (1 - 2 * fraction)), round(h / (1 - 2 * fraction))
+    left, top = (big_w - w) // 2, (big_h - h) // 2
+    padded = np.pad(np.asarray(img), ((top, big_h - h - top), (left, big_w - w - left), (0, 0)),
+                    mode="edge")
+    assert uncropped(img, (fraction,)) == (reference(Image.fromarray(padded))[0],)
