@@ -60,12 +60,20 @@ def pdq_of(image: Image.Image, *, dihedral: bool = False) -> Pdq:
         return Pdq(zero, 0, (zero,) * 7 if dihedral else ())
     grid = _grid64(image)
     quality = _quality(grid)
-    main = _bits(grid)
+    coeffs = _dct(grid)
+    main = _bits(coeffs)
     if not dihedral:
         return Pdq(main, quality)
-    turned = (np.rot90(grid, 1), np.rot90(grid, 2), np.rot90(grid, 3), grid[::-1, :],
-              grid[:, ::-1], grid.T, np.rot90(grid, 2).T)
-    return Pdq(main, quality, tuple(_bits(g) for g in turned))
+    # Turning the grid permutes and negates its DCT coefficients exactly: mirroring a
+    # line of 64 multiplies its frequency u (1..16) by (-1)**u.
+    sign = np.array([(-1.0) ** u for u in range(1, 17)])
+    flip_x = coeffs * sign[:, None]  # upside down (pdqhash's "flip x")
+    flip_y = coeffs * sign[None, :]  # left to right
+    turned = (flip_y.T,  # rotated 90 degrees anticlockwise, like np.rot90
+              flip_x * sign[None, :],  # 180
+              flip_x.T,  # 270
+              flip_x, flip_y, coeffs.T, (flip_x * sign[None, :]).T)
+    return Pdq(main, quality, tuple(_bits(c) for c in turned))
 
 
 def uncropped(image: Image.Image, fractions: tuple[float, ...]) -> tuple[str, ...]:
@@ -79,9 +87,12 @@ def uncropped(image: Image.Image, fractions: tuple[float, ...]) -> tuple[str, ..
     width, height = image.size
     if width < _MIN_SIDE or height < _MIN_SIDE:
         return ()
-    luma = np.asarray(image.convert("F"), dtype=np.float64)
-    return tuple(_bits(_padded_weights(height, f) @ luma @ _padded_weights(width, f).T)
-                 for f in fractions)
+    luma = np.asarray(image.convert("F"), dtype=np.float32)
+    # One product for every fraction's columns, then each fraction's rows.
+    cols = np.concatenate([_padded_weights(width, f) for f in fractions]).T.astype(np.float32)
+    reduced = (luma @ cols).astype(np.float64)
+    return tuple(_bits(_dct(_padded_weights(height, f) @ reduced[:, 64 * k:64 * (k + 1)]))
+                 for k, f in enumerate(fractions))
 
 
 @lru_cache(maxsize=64)
@@ -152,13 +163,18 @@ def _dct16() -> F64:
     return m
 
 
-def _bits(grid: F64) -> str:
+def _dct(grid: F64) -> F64:
     dct = _dct16()
-    coeffs = (dct @ grid @ dct.T).ravel()
+    out: F64 = dct @ grid @ dct.T
+    return out
+
+
+def _bits(coeffs: F64) -> str:
+    flat = coeffs.ravel()
     # Torben's median as pdqhash uses it: the 128th smallest of the 256.
-    median = np.partition(coeffs, 127)[127]
+    median = np.partition(flat, 127)[127]
     # Bit k (k = 16 * row + column) is the k-th least significant bit of the hash.
-    packed = np.packbits((coeffs > median)[::-1])
+    packed = np.packbits((flat > median)[::-1])
     return packed.tobytes().hex()
 
 
