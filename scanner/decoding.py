@@ -52,6 +52,7 @@ SUPPORTED_FORMATS: dict[str, str] = {
 # a fraction of its cost. pHash is taken from a rendition at most this many pixels on its
 # longer side (rounded up to a whole factor), made with an area-averaging downscale.
 HASH_SIDE = 512
+_WHOLE_LUMA_PIXELS = 1 << 24
 
 T = TypeVar("T")
 
@@ -277,10 +278,14 @@ def _hash_frame(im: Image.Image, index: int, fmt: str) -> FrameHashes:
 
 
 def _hash_rgb(frame: Image.Image) -> FrameHashes:
+    if frame.width * frame.height <= _WHOLE_LUMA_PIXELS:
+        # One float luma (PDQ's) serves both hashes; a larger picture is converted in
+        # strips by pdq_of instead, so that it never needs four bytes per pixel at once.
+        frame = frame.convert("F")
     pdq = pdq_of(frame, dihedral=True)
     # pHash reads only grey, and an integer-factor reduce() is an exact area average at a
     # third of the cost of resizing the colour frame (within 4 bits of that on photos).
-    grey = frame.convert("L")
+    grey = frame if frame.mode == "F" else frame.convert("L")
     factor = -(-max(grey.size) // HASH_SIDE)
     small = grey.reduce(factor) if factor > 1 else grey
     phash, phash_turned = phash_of(small, dihedral=True)

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+from scipy import sparse
 
 F64 = npt.NDArray[np.float64]
 
@@ -51,8 +52,9 @@ class Pdq:
 
 
 def pdq_of(image: Image.Image, *, dihedral: bool = False) -> Pdq:
-    """PDQ of ``image`` (any mode) as ``pdqhash.compute`` gives for its RGB pixels."""
-    if image.mode not in ("RGB", "L"):
+    """PDQ of ``image`` (any mode) as ``pdqhash.compute`` gives for its RGB pixels; an
+    "F" image is taken as luma already (``image.convert("F")`` of the RGB pixels)."""
+    if image.mode not in ("RGB", "L", "F"):
         image = image.convert("RGB")
     width, height = image.size
     if width < _MIN_SIDE or height < _MIN_SIDE:
@@ -82,17 +84,32 @@ def uncropped(image: Image.Image, fractions: tuple[float, ...]) -> tuple[str, ..
     within reach of the uncropped picture's PDQ far more often than as it is (PDQ's
     grid moves with the frame). Cheap on a small rendition; the hashes are approximate.
     """
-    if image.mode not in ("RGB", "L"):
+    if image.mode not in ("RGB", "L", "F"):
         image = image.convert("RGB")
     width, height = image.size
     if width < _MIN_SIDE or height < _MIN_SIDE:
         return ()
-    luma = np.asarray(image.convert("F"), dtype=np.float32)
-    # One product for every fraction's columns, then each fraction's rows.
-    cols = np.concatenate([_padded_weights(width, f) for f in fractions]).T.astype(np.float32)
-    reduced = (luma @ cols).astype(np.float64)
-    return tuple(_bits(_dct(_padded_weights(height, f) @ reduced[:, 64 * k:64 * (k + 1)]))
+    luma = _luma(image)
+    # One sparse product for every fraction's rows, then each fraction's columns.
+    reduced = (_sparse_rows(height, fractions) @ luma).astype(np.float64)
+    return tuple(_bits(_dct(reduced[64 * k:64 * (k + 1)] @ _padded_weights(width, f).T))
                  for k, f in enumerate(fractions))
+
+
+@lru_cache(maxsize=64)
+def _sparse_rows(n: int, fractions: tuple[float, ...]) -> sparse.csc_array:
+    """The row weights of every fraction (or, with none, of the picture itself) stacked,
+    as a float32 sparse matrix: each row is non-zero on about 2 * n / 128 pixels."""
+    dense = np.concatenate([_padded_weights(n, f) for f in fractions]) if fractions else _weights(n)
+    return sparse.csc_array(dense.astype(np.float32))
+
+
+def _luma(image: Image.Image) -> npt.NDArray[np.float32]:
+    # Pillow's RGB -> F is pdqhash's own float32 luma formula, exactly, and fast; grey
+    # values are their own luma.
+    if image.mode in ("L", "F"):
+        return np.asarray(image, dtype=np.float32)
+    return np.asarray(image.convert("F"), dtype=np.float32)
 
 
 @lru_cache(maxsize=64)
@@ -111,17 +128,16 @@ def _padded_weights(n: int, fraction: float) -> F64:
 def _grid64(image: Image.Image) -> F64:
     """The 64 x 64 grid pdqhash samples after its Jarosz filters."""
     width, height = image.size
-    rows, cols = _weights(height), _weights(width)
-    reduced = np.empty((height, 64), dtype=np.float32)
+    rows = _sparse_rows(height, ())
     step = max(1, _STRIP_PIXELS // width)
-    cols_t = np.ascontiguousarray(cols.T, dtype=np.float32)
-    for top in range(0, height, step):
-        bottom = min(height, top + step)
-        strip = image if (top, bottom) == (0, height) else image.crop((0, top, width, bottom))
-        # Pillow's RGB -> F is pdqhash's own float32 luma formula, exactly, and fast.
-        luma = np.asarray(strip.convert("F"), dtype=np.float32)
-        np.matmul(luma, cols_t, out=reduced[top:bottom])
-    grid: F64 = rows @ reduced.astype(np.float64)
+    if step >= height:
+        reduced = rows @ _luma(image)
+    else:
+        reduced = np.zeros((64, width), dtype=np.float32)
+        for top in range(0, height, step):
+            bottom = min(height, top + step)
+            reduced += rows[:, top:bottom] @ _luma(image.crop((0, top, width, bottom)))
+    grid: F64 = reduced.astype(np.float64) @ _weights(width).T
     return grid
 
 
