@@ -32,7 +32,6 @@ import imagehash
 import numpy as np
 import pdqhash
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from attestd.bad_hashes import BadHashIndex  # noqa: E402
@@ -308,7 +307,6 @@ def main() -> None:
     args = ap.parse_args()
     synthetic = args.synthetic if args.synthetic is not None else (20 if args.quick else 200)
     rounds = args.rounds or (3 if args.quick else 5)
-    threadpool_limits(1, user_api="blas")  # one core, as in a decoder worker
     m = MatchingConfig()
     print(f"machine: {describe()}")
     photos = skimage_photos()

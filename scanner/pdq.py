@@ -91,15 +91,23 @@ def uncropped(image: Image.Image, fractions: tuple[float, ...]) -> tuple[str, ..
         return ()
     luma = _luma(image)
     # One sparse product for every fraction's rows, then each fraction's columns.
-    reduced = (_sparse_rows(height, fractions) @ luma).astype(np.float64)
-    return tuple(_bits(_dct(reduced[64 * k:64 * (k + 1)] @ _padded_weights(width, f).T))
+    reduced = _sparse_weights(height, fractions) @ luma
+    return tuple(_bits(_dct(_columns(reduced[64 * k:64 * (k + 1)], (f,))))
                  for k, f in enumerate(fractions))
 
 
+def _columns(reduced: npt.NDArray[np.float32], fractions: tuple[float, ...]) -> F64:
+    """``reduced @ weights.T`` for the column weights, as a sparse product: no BLAS call
+    large enough to start threads, which would only fight the other decoders for the
+    cores."""
+    out: F64 = (_sparse_weights(reduced.shape[1], fractions) @ reduced.T).T.astype(np.float64)
+    return out
+
+
 @lru_cache(maxsize=64)
-def _sparse_rows(n: int, fractions: tuple[float, ...]) -> sparse.csc_array:
-    """The row weights of every fraction (or, with none, of the picture itself) stacked,
-    as a float32 sparse matrix: each row is non-zero on about 2 * n / 128 pixels."""
+def _sparse_weights(n: int, fractions: tuple[float, ...]) -> sparse.csc_array:
+    """The weights of every fraction (or, with none, of the picture itself) stacked, as a
+    float32 sparse matrix: each row is non-zero on about 2 * n / 128 pixels."""
     dense = np.concatenate([_padded_weights(n, f) for f in fractions]) if fractions else _weights(n)
     return sparse.csc_array(dense.astype(np.float32))
 
@@ -128,7 +136,7 @@ def _padded_weights(n: int, fraction: float) -> F64:
 def _grid64(image: Image.Image) -> F64:
     """The 64 x 64 grid pdqhash samples after its Jarosz filters."""
     width, height = image.size
-    rows = _sparse_rows(height, ())
+    rows = _sparse_weights(height, ())
     step = max(1, _STRIP_PIXELS // width)
     if step >= height:
         reduced = rows @ _luma(image)
@@ -137,8 +145,7 @@ def _grid64(image: Image.Image) -> F64:
         for top in range(0, height, step):
             bottom = min(height, top + step)
             reduced += rows[:, top:bottom] @ _luma(image.crop((0, top, width, bottom)))
-    grid: F64 = reduced.astype(np.float64) @ _weights(width).T
-    return grid
+    return _columns(reduced, ())
 
 
 @lru_cache(maxsize=64)

@@ -15,7 +15,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
-from threadpoolctl import threadpool_limits
 
 from scanner.decoding import DecodeLimits, hash_image_bytes
 from scanner.errors import UnreadableImage
@@ -92,9 +91,6 @@ class DecodePool:
 
 
 def _limit_memory(limit: int | None) -> None:
-    # Each worker hashes one image at a time next to its siblings: BLAS threads of its own
-    # (scanner.pdq's matrix product) would only fight them for the same cores.
-    threadpool_limits(1, user_api="blas")
     # A decompression bomb that slips past the pixel check fails with MemoryError
     # inside the worker instead of pushing the machine into swap.
     if limit:
