@@ -30,7 +30,8 @@ class BadHashIndex:
         self._phash = HammingIndex(64, matching.phash_threshold)
         # Entries whose PDQ is under the quality floor: with little texture either hash
         # alone matches unrelated plain pictures (gradients share a pHash; noise decides
-        # a flat picture's PDQ), so these match only when both hashes agree.
+        # a flat picture's PDQ), so these match only when both hashes agree (never, for
+        # an entry without a pHash), except in a plain PDQ look-up (lookup_pdq).
         self._low_pdq = HammingIndex(256, matching.pdq_threshold)
         self._entries: dict[int, HashEntry] = {}
         # ``ok`` entries (peers opted into perceptual ok) live apart: they never make
@@ -49,8 +50,7 @@ class BadHashIndex:
                 self._ok_phash.add(entry.id, entry.phash)
             return
         if entry.pdq and self._is_low(entry):
-            if entry.phash:
-                self._low_pdq.add(entry.id, entry.pdq)
+            self._low_pdq.add(entry.id, entry.pdq)
         elif entry.pdq:
             self._pdq.add(entry.id, entry.pdq)
         if entry.phash:
@@ -76,9 +76,8 @@ class BadHashIndex:
                     ok_phash.append(entry.phash)
                 continue
             if entry.pdq and self._is_low(entry):
-                if entry.phash:
-                    low_ids.append(entry.id)
-                    low_pdqs.append(entry.pdq)
+                low_ids.append(entry.id)
+                low_pdqs.append(entry.pdq)
             elif entry.pdq:
                 pdq_ids.append(entry.id)
                 pdqs.append(entry.pdq)
@@ -156,6 +155,13 @@ class BadHashIndex:
                         self._keep(found, IndexMatch(self._entries[x.key], "pdq", x.distance, i,
                                                      "uncropped"))
         return sorted(found.values(), key=lambda x: (x.distance, x.entry.id))
+
+    def lookup_pdq(self, pdq: str, radius: int) -> list[tuple[HashEntry, int]]:
+        """(entry, distance) for every entry whose PDQ is within ``radius`` of ``pdq``,
+        whatever its quality, nearest first: a plain PDQ look-up, as HMA's index does."""
+        found = self._pdq.search(pdq, radius) + self._low_pdq.search(pdq, radius)
+        return [(self._entries[m.key], m.distance)
+                for m in sorted(found, key=lambda m: (m.distance, m.key))]
 
     def _is_low(self, entry: HashEntry) -> bool:
         """The entry's PDQ is under the quality floor (an entry without one is not)."""
