@@ -119,42 +119,45 @@ class BadHashIndex:
                       key=lambda m: (m.distance, m.entry.id))
 
     def match(self, frames: Sequence[FrameHashes]) -> list[IndexMatch]:
-        """Entries near any frame, or near the frame mirrored or rotated, nearest first.
+        """Entries near any frame, or near the frame mirrored, rotated or uncropped
+        (scanner.pdq.uncropped, with the frame's own pHash), nearest first.
 
         PDQ or pHash alone match when both the frame and the entry have texture (PDQ
         quality at least matching.pdq_min_quality); below that floor, on either side,
         both hashes must be within their thresholds of the same entry. Frames with almost
         nothing in them (matching.pdq_featureless_quality) match nothing perceptually.
         """
-        m = self.matching
         found: dict[int, IndexMatch] = {}
         for i, frame in enumerate(frames):
-            if frame.pdq_quality < m.pdq_featureless_quality:
+            if frame.pdq_quality < self.matching.pdq_featureless_quality:
                 continue
-            textured = frame.pdq_quality >= m.pdq_min_quality
-            turns = zip((frame.pdq, *frame.pdq_dihedral), (frame.phash, *frame.phash_dihedral),
-                        DIHEDRAL, strict=False)
-            for pdq, phash, turn in turns:
-                near_phash = {x.key: x.distance for x in self._phash.search(phash, m.phash_threshold)}
-                low_pdq = self._low_pdq.search(pdq, m.pdq_threshold)
-                high_pdq = self._pdq.search(pdq, m.pdq_threshold)
-                for x in low_pdq if textured else low_pdq + high_pdq:
-                    if x.key in near_phash:
-                        self._keep(found, IndexMatch(self._entries[x.key], "pdq+phash",
-                                                     x.distance, i, turn))
-                if not textured:
-                    continue
-                for x in high_pdq:
-                    self._keep(found, IndexMatch(self._entries[x.key], "pdq", x.distance, i, turn))
-                for key, d in near_phash.items():
-                    if not self._is_low(self._entries[key]):
-                        self._keep(found, IndexMatch(self._entries[key], "phash", d, i, turn))
-            if textured:
-                for pdq in frame.pdq_uncropped:
-                    for x in self._pdq.search(pdq, m.pdq_threshold):
-                        self._keep(found, IndexMatch(self._entries[x.key], "pdq", x.distance, i,
-                                                     "uncropped"))
+            textured = frame.pdq_quality >= self.matching.pdq_min_quality
+            variants = [*zip((frame.pdq, *frame.pdq_dihedral),
+                             (frame.phash, *frame.phash_dihedral), DIHEDRAL, strict=False),
+                        *((pdq, frame.phash, "uncropped") for pdq in frame.pdq_uncropped)]
+            near: dict[str, dict[int, int]] = {}
+            for pdq, phash, variant in variants:
+                if phash not in near:
+                    near[phash] = {x.key: x.distance for x in self._phash.search(
+                        phash, self.matching.phash_threshold)}
+                self._match_variant(found, i, pdq, near[phash], variant, textured)
         return sorted(found.values(), key=lambda x: (x.distance, x.entry.id))
+
+    def _match_variant(self, found: dict[int, IndexMatch], frame: int, pdq: str,
+                       near_phash: dict[int, int], variant: str, textured: bool) -> None:
+        low_pdq = self._low_pdq.search(pdq, self.matching.pdq_threshold)
+        high_pdq = self._pdq.search(pdq, self.matching.pdq_threshold)
+        for x in low_pdq if textured else low_pdq + high_pdq:
+            if x.key in near_phash:
+                self._keep(found, IndexMatch(self._entries[x.key], "pdq+phash", x.distance,
+                                             frame, variant))
+        if not textured:
+            return
+        for x in high_pdq:
+            self._keep(found, IndexMatch(self._entries[x.key], "pdq", x.distance, frame, variant))
+        for key, d in near_phash.items():
+            if not self._is_low(self._entries[key]):
+                self._keep(found, IndexMatch(self._entries[key], "phash", d, frame, variant))
 
     def lookup_pdq(self, pdq: str, radius: int) -> list[tuple[HashEntry, int]]:
         """(entry, distance) for every entry whose PDQ is within ``radius`` of ``pdq``,
