@@ -34,7 +34,7 @@ class FrameHashes:
     """Perceptual hashes of one decoded frame."""
 
     pdq: str  # 64 hex digits, 256 bits, HMA/ThreatExchange bit order
-    pdq_quality: int  # 0..100; below the matching floor the PDQ hash is not used
+    pdq_quality: int  # 0..100; below the matching floor PDQ counts only with pHash
     phash: str  # 16 hex digits, imagehash's 64-bit DCT hash
     # The same frame rotated 90/180/270 degrees and mirrored four ways (scanner.pdq's
     # DIHEDRAL[1:] order), for matching turned copies. Only freshly hashed frames have
