@@ -95,3 +95,14 @@ def test_index_thresholds_and_quality_floor() -> None:
     idx.remove(2)
     idx.remove(1)
     assert idx.match([_frame(near, "0" * 16)]) == []
+
+
+def test_plain_pdq_lookup_finds_entries_whatever_their_quality() -> None:
+    idx = BadHashIndex(MatchingConfig())
+    idx.add(HashEntry(1, "csam_suspect", "list:a", pdq="f" * 64, pdq_quality=90))
+    idx.add(HashEntry(2, "csam_suspect", "list:b", pdq="0" * 64, pdq_quality=20))  # no pHash
+    near_zero = "0000000f" + "0" * 56
+    assert [(e.id, d) for e, d in idx.lookup_pdq(near_zero, 31)] == [(2, 4)]
+    # The frame matcher never uses a low-quality entry without a pHash.
+    assert idx.match([_frame(near_zero, "0" * 16)]) == []
+    assert [e.id for e, _ in idx.lookup_pdq("f" * 64, 31)] == [1]
