@@ -121,3 +121,12 @@ def test_uncropped_is_the_pdq_of_the_picture_with_its_edges_stretched(fraction: 
     padded = np.pad(np.asarray(img), ((top, big_h - h - top), (left, big_w - w - left), (0, 0)),
                     mode="edge")
     assert uncropped(img, (fraction,)) == (reference(Image.fromarray(padded))[0],)
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "JXL", "BMP", "MPO"])
+def test_other_formats_hash_as_the_reference(fmt: str) -> None:
+    """The other still formats the node decodes, on a detailed picture at 1200 x 900."""
+    data = encode(texture("text", (1200, 900)), fmt)
+    ours = hash_image_bytes(data, DecodeLimits()).first
+    with Image.open(io.BytesIO(data)) as im:
+        assert (ours.pdq, ours.pdq_quality) == reference(im)
