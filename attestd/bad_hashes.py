@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from attestd.config import MatchingConfig
 from attestd.model import HashEntry
 from scanner import FrameHashes, HammingIndex
+from scanner.pdq import DIHEDRAL
 
 
 @dataclass(frozen=True, slots=True)
 class IndexMatch:
     entry: HashEntry
-    kind: str  # pdq | phash
-    distance: int
+    kind: str  # pdq | phash | pdq+phash (both, for pictures under the quality floor)
+    distance: int  # for pdq+phash, the PDQ distance
     frame: int
+    # How the upload was turned to match (scanner.pdq.DIHEDRAL), or "uncropped".
+    variant: str = "original"
 
 
 class BadHashIndex:
@@ -25,6 +28,11 @@ class BadHashIndex:
         self.matching = matching
         self._pdq = HammingIndex(256, matching.pdq_threshold)
         self._phash = HammingIndex(64, matching.phash_threshold)
+        # Entries whose PDQ is under the quality floor: with little texture either hash
+        # alone matches unrelated plain pictures (gradients share a pHash; noise decides
+        # a flat picture's PDQ), so these match only when both hashes agree (never, for
+        # an entry without a pHash), except in a plain PDQ look-up (lookup_pdq).
+        self._low_pdq = HammingIndex(256, matching.pdq_threshold)
         self._entries: dict[int, HashEntry] = {}
         # ``ok`` entries (peers opted into perceptual ok) live apart: they never make
         # anything bad, and count only when both hashes are tightly within reach.
@@ -41,8 +49,9 @@ class BadHashIndex:
                 self._ok_pdq.add(entry.id, entry.pdq)
                 self._ok_phash.add(entry.id, entry.phash)
             return
-        if entry.pdq and (entry.pdq_quality is None
-                          or entry.pdq_quality >= self.matching.pdq_min_quality):
+        if entry.pdq and self._is_low(entry):
+            self._low_pdq.add(entry.id, entry.pdq)
+        elif entry.pdq:
             self._pdq.add(entry.id, entry.pdq)
         if entry.phash:
             self._phash.add(entry.id, entry.phash)
@@ -54,6 +63,8 @@ class BadHashIndex:
         ok_phash: list[str] = []
         pdq_ids: list[int] = []
         pdqs: list[str] = []
+        low_ids: list[int] = []
+        low_pdqs: list[str] = []
         phash_ids: list[int] = []
         phashes: list[str] = []
         for entry in entries:
@@ -64,14 +75,17 @@ class BadHashIndex:
                     ok_pdq.append(entry.pdq)
                     ok_phash.append(entry.phash)
                 continue
-            if entry.pdq and (entry.pdq_quality is None
-                              or entry.pdq_quality >= self.matching.pdq_min_quality):
+            if entry.pdq and self._is_low(entry):
+                low_ids.append(entry.id)
+                low_pdqs.append(entry.pdq)
+            elif entry.pdq:
                 pdq_ids.append(entry.id)
                 pdqs.append(entry.pdq)
             if entry.phash:
                 phash_ids.append(entry.id)
                 phashes.append(entry.phash)
         self._pdq.add_many(pdq_ids, pdqs)
+        self._low_pdq.add_many(low_ids, low_pdqs)
         self._phash.add_many(phash_ids, phashes)
         self._ok_pdq.add_many(ok_ids, ok_pdq)
         self._ok_phash.add_many(ok_ids, ok_phash)
@@ -79,6 +93,7 @@ class BadHashIndex:
     def remove(self, entry_id: int) -> None:
         self._entries.pop(entry_id, None)
         self._pdq.remove(entry_id)
+        self._low_pdq.remove(entry_id)
         self._phash.remove(entry_id)
         self._ok_pdq.remove(entry_id)
         self._ok_phash.remove(entry_id)
@@ -104,20 +119,57 @@ class BadHashIndex:
                       key=lambda m: (m.distance, m.entry.id))
 
     def match(self, frames: Sequence[FrameHashes]) -> list[IndexMatch]:
-        """Entries near any frame, nearest first.
+        """Entries near any frame, or near the frame mirrored, rotated or uncropped
+        (scanner.pdq.uncropped, with the frame's own pHash), nearest first.
 
-        Frames below the PDQ quality floor are featureless (flat colour, tiny images):
-        neither of their hashes says much, so they match nothing perceptually.
+        PDQ or pHash alone match when both the frame and the entry have texture (PDQ
+        quality at least matching.pdq_min_quality); below that floor, on either side,
+        both hashes must be within their thresholds of the same entry. Frames with almost
+        nothing in them (matching.pdq_featureless_quality) match nothing perceptually.
         """
         found: dict[int, IndexMatch] = {}
         for i, frame in enumerate(frames):
-            if frame.pdq_quality < self.matching.pdq_min_quality:
+            if frame.pdq_quality < self.matching.pdq_featureless_quality:
                 continue
-            for m in self._pdq.search(frame.pdq, self.matching.pdq_threshold):
-                self._keep(found, IndexMatch(self._entries[m.key], "pdq", m.distance, i))
-            for m in self._phash.search(frame.phash, self.matching.phash_threshold):
-                self._keep(found, IndexMatch(self._entries[m.key], "phash", m.distance, i))
-        return sorted(found.values(), key=lambda m: (m.distance, m.entry.id))
+            textured = frame.pdq_quality >= self.matching.pdq_min_quality
+            variants = [*zip((frame.pdq, *frame.pdq_dihedral),
+                             (frame.phash, *frame.phash_dihedral), DIHEDRAL, strict=False),
+                        *((pdq, frame.phash, "uncropped") for pdq in frame.pdq_uncropped)]
+            near: dict[str, dict[int, int]] = {}
+            for pdq, phash, variant in variants:
+                if phash not in near:
+                    near[phash] = {x.key: x.distance for x in self._phash.search(
+                        phash, self.matching.phash_threshold)}
+                self._match_variant(found, i, pdq, near[phash], variant, textured)
+        return sorted(found.values(), key=lambda x: (x.distance, x.entry.id))
+
+    def _match_variant(self, found: dict[int, IndexMatch], frame: int, pdq: str,
+                       near_phash: dict[int, int], variant: str, textured: bool) -> None:
+        low_pdq = self._low_pdq.search(pdq, self.matching.pdq_threshold)
+        high_pdq = self._pdq.search(pdq, self.matching.pdq_threshold)
+        for x in low_pdq if textured else low_pdq + high_pdq:
+            if x.key in near_phash:
+                self._keep(found, IndexMatch(self._entries[x.key], "pdq+phash", x.distance,
+                                             frame, variant))
+        if not textured:
+            return
+        for x in high_pdq:
+            self._keep(found, IndexMatch(self._entries[x.key], "pdq", x.distance, frame, variant))
+        for key, d in near_phash.items():
+            if not self._is_low(self._entries[key]):
+                self._keep(found, IndexMatch(self._entries[key], "phash", d, frame, variant))
+
+    def lookup_pdq(self, pdq: str, radius: int) -> list[tuple[HashEntry, int]]:
+        """(entry, distance) for every entry whose PDQ is within ``radius`` of ``pdq``,
+        whatever its quality, nearest first: a plain PDQ look-up, as HMA's index does."""
+        found = self._pdq.search(pdq, radius) + self._low_pdq.search(pdq, radius)
+        return [(self._entries[m.key], m.distance)
+                for m in sorted(found, key=lambda m: (m.distance, m.key))]
+
+    def _is_low(self, entry: HashEntry) -> bool:
+        """The entry's PDQ is under the quality floor (an entry without one is not)."""
+        return (entry.pdq is not None and entry.pdq_quality is not None
+                and entry.pdq_quality < self.matching.pdq_min_quality)
 
     @staticmethod
     def _keep(found: dict[int, IndexMatch], m: IndexMatch) -> None:

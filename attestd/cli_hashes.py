@@ -32,12 +32,14 @@ def _source(name: str) -> str:
 @hashes.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.option("--label", type=click.Choice([x for x in LABELS if x not in ("ok", "unreadable")]),
-              required=True, help="What a match means (a CSV 'label' column overrides it).")
+              help="What a match means (a CSV 'label' column overrides it); without it, "
+                   "every row needs its own label.")
 @click.option("--source", "name", required=True, help="A name for the list, e.g. ncmec.")
-def hashes_import(file: Path, label: str, name: str) -> None:
+def hashes_import(file: Path, label: str | None, name: str) -> None:
     """Import FILE: a CSV whose header names any of pdq, sha256, phash, or a
     ThreatExchange/HMA signal file ("pdq HEX" per line). Nothing is imported if any line
-    is malformed."""
+    is malformed. Importing a list again replaces it, in one transaction: hashes gone
+    from the file stop matching, and none is stored twice."""
     source = _source(name)
     if file.stat().st_size > MAX_LIST_BYTES:
         raise click.ClickException(f"{file} is over {MAX_LIST_BYTES} bytes")
@@ -55,19 +57,27 @@ def hashes_import(file: Path, label: str, name: str) -> None:
         raise click.ClickException(f"{file}: {exc}; nothing was imported") from None
     if not rows:
         raise click.ClickException(f"{file} holds no image hashes; nothing was imported")
+    unlabelled = sum(1 for r in rows if not r["label"])
+    if label is None and unlabelled:
+        raise click.ClickException(
+            f"{file}: {unlabelled} of {len(rows)} rows have no label of their own; give "
+            "--label to say what a match means; nothing was imported")
     cfg = _config()
 
-    async def go() -> int:
+    async def go() -> tuple[int, int, int]:
         async with open_services(cfg, follow_index=False) as svc:
-            n = await svc.store.import_list(source, label, rows)
+            change = await svc.store.replace_list(source, label or "", rows)
             await svc.store.write_audit([AuditEntry(
                 actor=_actor(), action="hashes_import", label=label, source=source,
-                detail={"file": str(file), "entries": n, "skipped": report.skipped})])
-            return n
+                detail={"file": str(file), "added": change.added, "kept": change.kept,
+                        "dropped": change.dropped, "skipped": report.skipped})])
+            return change.added, change.kept, change.dropped
 
-    n = _run(go)
+    added, kept, dropped = _run(go)
     skipped = ", ".join(f"{k}: {v}" for k, v in report.skipped.items())
-    click.echo(f"imported {n} hashes into {source} as {label}"
+    click.echo(f"imported {added + kept} hashes into {source} as "
+               f"{label or 'labelled in the file'}: {added} added, {kept} kept, "
+               f"{dropped} dropped"
                + (f" (skipped non-image signals: {skipped})" if skipped else ""))
 
 

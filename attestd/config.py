@@ -104,6 +104,9 @@ class ScannerConfig(_Section):
 class MatchingConfig(_Section):
     pdq_threshold: int = Field(31, ge=0, le=256)
     pdq_min_quality: int = Field(50, ge=0, le=100)
+    # Under pdq_min_quality a frame matches only when PDQ and pHash both agree; under
+    # this it matches nothing (flat colour: its bits are rounding noise).
+    pdq_featureless_quality: int = Field(1, ge=0, le=100)
     phash_threshold: int = Field(8, ge=0, le=64)
     # Only for peers an admin opted into perceptual ok: both hashes must be this close.
     ok_pdq_threshold: int = Field(10, ge=0, le=64)

@@ -33,7 +33,7 @@ def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
         m = override_hits[0]
         return CheckOutcome(
             sha256, actions.blocked, "blocked", m.entry.source,
-            f"perceptually matches an image an admin blocked ({m.kind} distance {m.distance})",
+            f"perceptually matches an image an admin blocked ({_how(m)})",
             hashes=lookup.hashes, detail=_match_detail(m))
     own_matches = [m for m in matches if not m.entry.source.startswith(ATTESTATION_SOURCE)]
     if lookup.list_hit is not None:
@@ -70,7 +70,7 @@ def _own_match_outcome(sha256: str, m: IndexMatch, lookup: Lookup,
         sha256, actions.for_label(m.entry.label), m.entry.label, m.entry.source,
         (f"its exact sha256 is on {m.entry.source} as {m.entry.label}" if m.kind == "sha256"
          else f"perceptually matches a known {m.entry.label} image from {m.entry.source} "
-              f"({m.kind} distance {m.distance})"),
+              f"({_how(m)})"),
         hashes=lookup.hashes, detail=_match_detail(m))
 
 
@@ -115,4 +115,16 @@ def decide_unhashable(sha256: str, policy: PolicyConfig, kind: str, why: str) ->
 
 
 def _match_detail(m: IndexMatch) -> dict[str, object]:
-    return {"match": m.kind, "distance": m.distance, "frame": m.frame, "entry": m.entry.id}
+    return {"match": m.kind, "distance": m.distance, "frame": m.frame, "entry": m.entry.id,
+            "variant": m.variant}
+
+
+_VARIANTS = {"rotate90": "rotated 90 degrees", "rotate180": "rotated 180 degrees",
+             "rotate270": "rotated 270 degrees", "flip_x": "flipped upside down",
+             "flip_y": "mirrored", "flip_plus1": "transposed", "flip_minus1": "transposed",
+             "uncropped": "cropped"}
+
+
+def _how(m: IndexMatch) -> str:
+    variant = _VARIANTS.get(m.variant)
+    return f"{m.kind} distance {m.distance}" + (f", as a {variant} copy" if variant else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PDQ_HEX_LEN = 64
 PHASH_HEX_LEN = 16
@@ -34,12 +34,28 @@ class FrameHashes:
     """Perceptual hashes of one decoded frame."""
 
     pdq: str  # 64 hex digits, 256 bits, HMA/ThreatExchange bit order
-    pdq_quality: int  # 0..100; below the matching floor the PDQ hash is not used
+    pdq_quality: int  # 0..100; below the matching floor PDQ counts only with pHash
     phash: str  # 16 hex digits, imagehash's 64-bit DCT hash
+    # The same frame rotated 90/180/270 degrees and mirrored four ways (scanner.pdq's
+    # DIHEDRAL[1:] order), for matching turned copies. Only freshly hashed frames have
+    # them; they are never stored or sent, so they take no part in equality.
+    pdq_dihedral: tuple[str, ...] = field(default=(), compare=False)
+    phash_dihedral: tuple[str, ...] = field(default=(), compare=False)
+    # PDQ of the frame with its edges stretched back out (scanner.pdq.uncropped), for
+    # matching cropped copies; fresh frames only, like the variants above.
+    pdq_uncropped: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         normalise_hex(self.pdq, PDQ_HEX_LEN, "pdq")
         normalise_hex(self.phash, PHASH_HEX_LEN, "phash")
+        for v in self.pdq_dihedral:
+            normalise_hex(v, PDQ_HEX_LEN, "pdq variant")
+        for v in self.pdq_uncropped:
+            normalise_hex(v, PDQ_HEX_LEN, "pdq variant")
+        for v in self.phash_dihedral:
+            normalise_hex(v, PHASH_HEX_LEN, "phash variant")
+        if self.pdq_dihedral and len(self.pdq_dihedral) != len(self.phash_dihedral):
+            raise ValueError("pdq and phash variants must come in matching pairs")
         if not 0 <= self.pdq_quality <= 100:
             raise ValueError(f"pdq_quality must be 0..100, got {self.pdq_quality}")
 

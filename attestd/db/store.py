@@ -397,6 +397,48 @@ class Store:
         await flush()
         return total
 
+    async def replace_list(self, source: str, label: str, rows: Iterable[dict[str, Any]],
+                           batch: int = 5000) -> ListChange:
+        """Make ``source``'s active entries exactly ``rows``, in one transaction: rows
+        already there are kept (not stored twice), new ones added, the rest dropped.
+        Every node process's index follows from the change log."""
+        e = t.hash_entries
+        now = utcnow()
+        wanted: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in rows:
+            full = {"pdq": None, "pdq_quality": None, "phash": None, "sha256": None, **row,
+                    "label": row.get("label") or label}
+            wanted.setdefault(_list_key(full), full)
+        async with self.writing() as conn:
+            existing: dict[tuple[Any, ...], list[int]] = {}
+            for r in (await conn.execute(
+                    select(e.c.id, e.c.pdq, e.c.pdq_quality, e.c.phash, e.c.sha256, e.c.label)
+                    .where(and_(e.c.source == source, e.c.active.is_(True))))).all():
+                existing.setdefault(_list_key(r._mapping), []).append(r.id)
+            # An entry stored twice by an older import keeps one copy.
+            drop = [i for key, ids in existing.items()
+                    for i in (ids if key not in wanted else ids[1:])]
+            add = [{**row, "source": source, "active": True, "created_at": now}
+                   for key, row in wanted.items() if key not in existing]
+            for at in range(0, len(drop), batch):
+                ids = drop[at:at + batch]
+                await conn.execute(update(e).where(e.c.id.in_(ids)).values(active=False))
+                await conn.execute(insert(t.hash_events), [{"entry_id": i, "op": "remove"}
+                                                           for i in ids])
+            before = (await conn.execute(select(func.max(e.c.id)))).scalar() or 0
+            for at in range(0, len(add), batch):
+                await conn.execute(insert(e), add[at:at + batch])
+            if add:
+                await conn.execute(insert(t.hash_events).from_select(
+                    ["entry_id", "op"],
+                    select(e.c.id, literal("add")).where(and_(e.c.id > before, e.c.source == source))
+                    .order_by(e.c.id)))
+            if drop:
+                await self._judgement_changed(conn, "*")
+        if drop:
+            self.forget_all()
+        return ListChange(added=len(add), kept=len(wanted) - len(add), dropped=len(drop))
+
     async def list_sources(self) -> list[tuple[str, str, int]]:
         """(source, label, active entries) for every imported list."""
         e = t.hash_entries
@@ -525,3 +567,16 @@ def _verdict(r: Any) -> Verdict:
 def _entry(r: Any) -> HashEntry:
     return HashEntry(id=int(r.id), label=r.label, source=r.source, pdq=r.pdq,
                      pdq_quality=r.pdq_quality, phash=r.phash, sha256=r.sha256)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListChange:
+    """What re-importing a hash list changed."""
+
+    added: int
+    kept: int
+    dropped: int
+
+
+def _list_key(row: Any) -> tuple[Any, ...]:
+    return (row["pdq"], row["pdq_quality"], row["phash"], row["sha256"], row["label"])

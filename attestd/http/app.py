@@ -12,7 +12,7 @@ from aiohttp import web
 
 from attestd.config import Config
 from attestd.federation.runtime import open_federation
-from attestd.http import activitypub_routes, admin_api, admin_pages, jobs, ops, scan
+from attestd.http import activitypub_routes, admin_api, admin_pages, hma_api, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
@@ -44,6 +44,7 @@ def create_app(config: Config) -> web.Application:
     activitypub_routes.add_routes(app)
     admin_api.add_routes(app)
     admin_pages.add_routes(app)
+    hma_api.add_routes(app)
     return app
 
 

@@ -90,3 +90,41 @@ def test_a_list_imported_after_the_classifiers_ok_rejects_the_image(
                    "--source", "partner")[0] == 0
     code, out = run_cli(cli_env, "check", "--json", str(path))
     assert code == 1 and '"source": "list:partner"' in out, out
+
+
+def test_reimport_replaces_the_list_and_says_what_changed(cli_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    a, b, c = jpeg(41), jpeg(42), jpeg(43)
+    hashes = {k: hash_image_bytes(v, DecodeLimits()).first for k, v in (("a", a), ("b", b))}
+    first = tmp_path / "v1.csv"
+    first.write_text("pdq,phash,sha256,label\n"
+                     f"{hashes['a'].pdq},{hashes['a'].phash},,csam_suspect\n"
+                     f"{hashes['b'].pdq},{hashes['b'].phash},,csam_suspect\n")
+    # No --label: the file's own label column says what a match means.
+    code, out = run_cli(cli_env, "hashes", "import", str(first), "--source", "feed")
+    assert code == 0 and "2 added, 0 kept, 0 dropped" in out, out
+    second = tmp_path / "v2.csv"
+    second.write_text("pdq,phash,sha256,label\n"
+                      f"{hashes['a'].pdq},{hashes['a'].phash},,csam_suspect\n"
+                      f"{hashes['a'].pdq},{hashes['a'].phash},,csam_suspect\n"
+                      f",,{sha256_hex(c)},csam_suspect\n")
+    code, out = run_cli(cli_env, "hashes", "import", str(second), "--source", "feed")
+    assert code == 0 and "1 added, 1 kept, 1 dropped" in out, out
+    assert "feed  csam_suspect  2" in run_cli(cli_env, "hashes", "list-sources")[1]
+    files = {}
+    for name, data in (("a", reencoded(a)), ("b", b), ("c", c)):
+        files[name] = tmp_path / f"{name}.jpg"
+        files[name].write_bytes(data)
+    code, out = run_cli(cli_env, "check", "--json", *(str(p) for p in files.values()))
+    lines = out.strip().splitlines()
+    assert [('"source": "list:feed"' in line) for line in lines] == [True, False, True], out
+    # The same file again changes nothing.
+    code, out = run_cli(cli_env, "hashes", "import", str(second), "--source", "feed")
+    assert code == 0 and "0 added, 2 kept, 0 dropped" in out, out
+
+
+def test_rows_without_a_label_need_label(cli_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "l.csv"
+    f.write_text("pdq,label\n" + "f" * 64 + ",csam_suspect\n" + "0" * 64 + ",\n")
+    code, out = run_cli(cli_env, "hashes", "import", str(f), "--source", "x")
+    assert code != 0 and "1 of 2 rows have no label" in out and "nothing was imported" in out

@@ -103,10 +103,29 @@ def test_index_thresholds_and_quality_floor() -> None:
     assert idx.match([_frame(far, "ffffffffffffffff")]) == []
     # pHash alone within its threshold matches too.
     assert idx.match([_frame("0" * 64, "00000000000000ff")])[0].kind == "phash"
-    # A featureless frame matches nothing, however close.
-    assert idx.match([_frame(base, "0" * 16, quality=10)]) == []
-    # Low-quality entries are not used for PDQ matching.
-    idx.add(HashEntry(2, "blocked", "override:1", pdq="0" * 64, pdq_quality=20))
-    assert idx.match([_frame("0" * 64, "ffffffffffffffff")]) == []
+    # A featureless frame (flat colour) matches nothing, however close.
+    assert idx.match([_frame(base, "0" * 16, quality=0)]) == []
+    # Under the quality floor a frame matches only where PDQ and pHash both agree.
+    assert idx.match([_frame(base, "ffffffffffffffff", quality=10)]) == []
+    assert idx.match([_frame("0" * 64, "0" * 16, quality=10)]) == []
+    assert [m.kind for m in idx.match([_frame(near, "0" * 16, quality=10)])] == ["pdq+phash"]
+    # So does a low-quality entry, even for a textured frame.
+    idx.add(HashEntry(2, "blocked", "override:1", pdq="0" * 64, pdq_quality=20,
+                      phash="00000000ffffffff"))
+    assert idx.match([_frame("0" * 64, "ffffffff00000000")]) == []
+    assert idx.match([_frame("0f" * 32, "00000000ffffffff")]) == []
+    assert [m.entry.id for m in idx.match([_frame("0" * 64, "00000000fffffffe")])] == [2]
+    idx.remove(2)
     idx.remove(1)
     assert idx.match([_frame(near, "0" * 16)]) == []
+
+
+def test_plain_pdq_lookup_finds_entries_whatever_their_quality() -> None:
+    idx = BadHashIndex(MatchingConfig())
+    idx.add(HashEntry(1, "csam_suspect", "list:a", pdq="f" * 64, pdq_quality=90))
+    idx.add(HashEntry(2, "csam_suspect", "list:b", pdq="0" * 64, pdq_quality=20))  # no pHash
+    near_zero = "0000000f" + "0" * 56
+    assert [(e.id, d) for e, d in idx.lookup_pdq(near_zero, 31)] == [(2, 4)]
+    # The frame matcher never uses a low-quality entry without a pHash.
+    assert idx.match([_frame(near_zero, "0" * 16)]) == []
+    assert [e.id for e, _ in idx.lookup_pdq("f" * 64, 31)] == [1]
