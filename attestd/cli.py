@@ -513,7 +513,10 @@ def _admin_users(engine: Any) -> Any:
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input (for scripts).")
-def admin_set_password(name: str, password_stdin: bool) -> None:
+@click.option("--role", type=click.Choice(["admin", "moderator"]),
+              help="admin: everything; moderator: the review pages and API only. A new login "
+                   "is an admin unless this says otherwise; an existing one keeps its role.")
+def admin_set_password(name: str, password_stdin: bool, role: str | None) -> None:
     """Create the admin login NAME for the pages at /admin/, or change its password
     (every session it has ends). Asks for the password unless --password-stdin."""
     if not name.strip() or len(name) > 100 or not name.isprintable():
@@ -527,11 +530,13 @@ def admin_set_password(name: str, password_stdin: bool) -> None:
     from attestd.admin_users import PasswordRejected
 
     try:
-        new = _on_database(cfg, _admin_users, lambda users: users.set_password(name, password))
+        new = _on_database(cfg, _admin_users,
+                           lambda users: users.set_password(name, password, role))
     except PasswordRejected as exc:
         raise click.BadParameter(str(exc)) from None
-    click.echo(f"admin login {name!r} {'created' if new else 'updated; its sessions ended'}; "
-               "log in at /admin/login")
+    roles = dict(_on_database(cfg, _admin_users, lambda users: users.roles()))
+    click.echo(f"{roles.get(name, role)} login {name!r} "
+               f"{'created' if new else 'updated; its sessions ended'}; log in at /admin/login")
 
 
 @admin.command("remove-login")
