@@ -16,9 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from attestd import __version__
 from attestd.config import (
     CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
     Config,
     NodeConfig,
-    config_path,
     default_config_text,
     load_config,
 )
@@ -72,7 +72,7 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
     The configuration file is --config PATH, else $ATTESTD_CONFIG, else ./config.toml;
     `attestd init` writes it. Every other command stops (exit 3) if it is missing.
     """
-    ctx.meta["attestd.config"] = (config_file or config_path({})).absolute()
+    ctx.meta["attestd.config"] = (config_file or Path(DEFAULT_CONFIG_PATH)).absolute()
     ctx.meta["attestd.config_named"] = config_file is not None
 
 

@@ -134,3 +134,17 @@ def test_worker_needs_no_config_file_unless_one_is_named(
 def test_a_pictrs_sweep_without_a_url_says_so(cli_env: dict[str, str]) -> None:
     code, out = run_cli(cli_env, "sweep", "--all", "--source", "pictrs", "--api-token", "t")
     assert code != 0 and "sweep.pictrs.url is not set" in out, out
+
+
+@pytest.mark.parametrize("args", [["override", "list"], ["workers", "list"], ["serve"]],
+                         ids=lambda a: " ".join(a))
+def test_a_database_that_is_down_is_one_line_without_the_password(
+        empty_folder: Path, args: list[str]) -> None:
+    from tests.conftest import free_port
+
+    config = empty_folder / "config.toml"
+    assert invoke(["--config", str(config), "init"])[0] == 0
+    url = f"postgresql://attestd:pw-secret@127.0.0.1:{free_port()}/attestd"
+    code, out = invoke(["--config", str(config), *args], ATTESTD_DATABASE__URL=url)
+    assert code == 3 and "cannot open the database" in out and str(config) in out, out
+    assert "pw-secret" not in out and "Traceback" not in out and out.count("\n") == 1
