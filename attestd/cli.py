@@ -596,6 +596,14 @@ def admin_set_password(name: str, password_stdin: bool, role: str | None) -> Non
                f"{'created' if new else 'updated; its sessions ended'}; log in at /admin/login")
 
 
+@admin.command("logins")
+def admin_logins() -> None:
+    """List the logins for /admin/ and their roles."""
+    cfg = _config()
+    for name, role in _on_database(cfg, _admin_users, lambda users: users.roles()):
+        click.echo(f"{name}  {role}")
+
+
 @admin.command("remove-login")
 @click.argument("name")
 def admin_remove_login(name: str) -> None:

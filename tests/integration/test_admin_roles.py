@@ -153,6 +153,10 @@ def test_set_password_sets_a_role_and_keeps_it_when_not_given(cli_env: dict[str,
     code, out = run_cli(cli_env, "admin", "set-password", "--password-stdin", "--role", "admin",
                         "mod", input=PASSWORD + "\n")
     assert code == 0 and _roles(cli_env) == [("mod", "admin")], out
+    run_cli(cli_env, "admin", "set-password", "--password-stdin", "--role", "moderator",
+            "helper", input=PASSWORD + "\n")
+    code, out = run_cli(cli_env, "admin", "logins")
+    assert code == 0 and out.splitlines() == ["helper  moderator", "mod  admin"], out
     code, out = run_cli(cli_env, "admin", "set-password", "--password-stdin", "--role", "root",
                         "mod", input=PASSWORD + "\n")
     assert code == 2 and "root" in out
