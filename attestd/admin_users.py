@@ -3,6 +3,10 @@
 A session is a random secret in an HttpOnly cookie; the database keeps only its digest,
 so a copy of the database logs nobody in. Each session carries its own CSRF token and
 the csam_suspect images its admin chose, one at a time, to see.
+
+Each login has a role: ``admin`` may do everything; ``moderator`` may review (see, confirm,
+mark ok, quarantine) but change nothing else (trust, peers, overrides, tokens, workers,
+followers, logins).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal, get_args
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +33,9 @@ SESSION_TTL = timedelta(hours=12)
 # Cost parameters for hashlib.scrypt: about 50 ms and 16 MiB per attempt.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
+Role = Literal["admin", "moderator"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
 
 class PasswordRejected(AttestdError):
     """The password does not meet the rules (too short, too long)."""
@@ -39,6 +47,7 @@ class AdminSession:
     csrf_token: str
     expires_at: datetime
     revealed: frozenset[str]
+    role: Role = "admin"
 
 
 def hash_password(password: str) -> str:
@@ -76,8 +85,11 @@ class AdminUsers:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def set_password(self, name: str, password: str) -> bool:
-        """Create ``name`` or change its password; every session of it ends. True if new."""
+    async def set_password(self, name: str, password: str, role: Role | None = None) -> bool:
+        """Create ``name`` or change its password (and its role, when given; a new login
+        is an admin unless told otherwise); every session of it ends. True if new."""
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         if len(password) < MIN_PASSWORD_CHARS:
             raise PasswordRejected(f"the password must be at least {MIN_PASSWORD_CHARS} characters")
         if len(password) > MAX_PASSWORD_CHARS:
@@ -85,12 +97,16 @@ class AdminUsers:
         hashed = hash_password(password)
         now = utcnow()
         async with self.engine.begin() as conn:
+            changes: dict[str, object] = {"password_hash": hashed, "updated_at": now}
+            if role is not None:
+                changes["role"] = role
             res = await conn.execute(update(t.admin_users).where(t.admin_users.c.name == name)
-                                     .values(password_hash=hashed, updated_at=now))
+                                     .values(**changes))
             new = not res.rowcount
             if new:
                 await conn.execute(insert(t.admin_users).values(
-                    name=name, password_hash=hashed, created_at=now, updated_at=now))
+                    name=name, password_hash=hashed, created_at=now, updated_at=now,
+                    role=role or "admin"))
             await conn.execute(delete(t.admin_sessions).where(t.admin_sessions.c.name == name))
         return new
 
@@ -102,9 +118,14 @@ class AdminUsers:
         return bool(gone)
 
     async def names(self) -> list[str]:
+        return [name for name, _ in await self.roles()]
+
+    async def roles(self) -> list[tuple[str, Role]]:
+        """Every login and its role, by name."""
         async with self.engine.connect() as conn:
-            return [str(n) for n in (await conn.execute(
-                select(t.admin_users.c.name).order_by(t.admin_users.c.name))).scalars()]
+            rows = (await conn.execute(select(t.admin_users.c.name, t.admin_users.c.role)
+                                       .order_by(t.admin_users.c.name))).all()
+        return [(str(name), _role(role)) for name, role in rows]
 
     async def check(self, name: str, password: str) -> bool:
         """True if ``name`` exists and ``password`` is its password."""
@@ -117,8 +138,11 @@ class AdminUsers:
     async def start_session(self, name: str) -> tuple[str, AdminSession]:
         """A new session for ``name``: the cookie secret (shown once) and the session."""
         secret = secrets.token_urlsafe(32)
-        session = AdminSession(name, secrets.token_urlsafe(32), utcnow() + SESSION_TTL, frozenset())
         async with self.engine.begin() as conn:
+            role = (await conn.execute(select(t.admin_users.c.role).where(
+                t.admin_users.c.name == name))).scalar()
+            session = AdminSession(name, secrets.token_urlsafe(32), utcnow() + SESSION_TTL,
+                                   frozenset(), _role(role))
             # Expired sessions are swept here rather than by a timer.
             await conn.execute(delete(t.admin_sessions).where(
                 t.admin_sessions.c.expires_at < utcnow()))
@@ -128,16 +152,19 @@ class AdminUsers:
         return secret, session
 
     async def session(self, secret: str) -> AdminSession | None:
-        """The live session for a cookie secret, or None (unknown or expired)."""
+        """The live session for a cookie secret, or None (unknown or expired). The role is
+        the login's current one, so a change applies to sessions already open."""
+        s, u = t.admin_sessions, t.admin_users
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.admin_sessions).where(
-                t.admin_sessions.c.token_sha256 == token_digest(secret)))).first()
+            row = (await conn.execute(select(s, u.c.role).join(u, u.c.name == s.c.name).where(
+                s.c.token_sha256 == token_digest(secret)))).first()
         if row is None:
             return None
         expires = as_utc(row.expires_at)
         if expires is None or expires <= utcnow():
             return None
-        return AdminSession(row.name, row.csrf_token, expires, frozenset(row.revealed or ()))
+        return AdminSession(row.name, row.csrf_token, expires, frozenset(row.revealed or ()),
+                            _role(row.role))
 
     async def reveal(self, secret: str, sha256: str) -> None:
         """Record that this session's admin opted in to see ``sha256``."""
@@ -153,3 +180,8 @@ class AdminUsers:
         async with self.engine.begin() as conn:
             await conn.execute(delete(t.admin_sessions).where(
                 t.admin_sessions.c.token_sha256 == token_digest(secret)))
+
+
+def _role(stored: object) -> Role:
+    """A stored role; anything unknown counts as the least one (fail closed)."""
+    return "admin" if stored == "admin" else "moderator"

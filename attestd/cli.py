@@ -13,9 +13,17 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from attestd.config import Config, config_path, default_config_text, load_config
+from attestd import __version__
+from attestd.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    Config,
+    NodeConfig,
+    default_config_text,
+    load_config,
+)
 from attestd.db.failures import describe_failure
-from attestd.errors import AttestdError
+from attestd.errors import AttestdError, ConfigError, DatabaseNotReady
 from attestd.keys import ensure_keys, load_keys
 from attestd.logs import setup_logging
 from scanner import UnreadableImage, normalise_hex, sha256_hex
@@ -52,16 +60,41 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("--config", "config_file", envvar=CONFIG_ENV, metavar="PATH",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help=f"The node's configuration file (default: ${CONFIG_ENV}, else ./config.toml).")
+@click.version_option(__version__, "--version", "-V", prog_name="attestd",
+                      message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None) -> None:
     """attestd: federated image-hash attestation node.
 
-    The configuration file is $ATTESTD_CONFIG, or ./config.toml.
+    The configuration file is --config PATH, else $ATTESTD_CONFIG, else ./config.toml;
+    `attestd init` writes it. Every other command stops (exit 3) if it is missing.
     """
+    ctx.meta["attestd.config"] = (config_file or Path(DEFAULT_CONFIG_PATH)).absolute()
+    ctx.meta["attestd.config_named"] = config_file is not None
 
 
-def _config() -> Config:
-    cfg = load_config(require_file=False)
+def _config_file() -> tuple[Path, bool]:
+    """The config file this command uses, and whether it was named (--config or env)."""
+    meta = click.get_current_context().meta
+    return meta["attestd.config"], meta["attestd.config_named"]
+
+
+def _config(*, database: bool = True, optional: bool = False) -> Config:
+    """The configuration, after checking that its file exists (unless ``optional`` and not
+    named) and, when ``database``, that its database is migrated, so that no command
+    works on a database the node never uses (nor creates one as a side effect)."""
+    path, named = _config_file()
+    if not path.exists() and (named or not optional):
+        how = "named by --config or $ATTESTD_CONFIG" if named else "the default, ./config.toml"
+        raise ConfigError(f"no configuration file at {path} ({how}): run `attestd init` to "
+                          "write one there, or give the node's with --config PATH")
+    cfg = load_config(path)
     setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s)
+    if database:
+        _check_schema(cfg)
     return cfg
 
 
@@ -85,11 +118,11 @@ def init(base_url: str | None) -> None:
 
     Running it again changes nothing.
     """
-    path = config_path()
+    path, _ = _config_file()
     if not path.exists():
         text = default_config_text()
         if base_url:
-            text = text.replace('base_url = "http://127.0.0.1:8080"',
+            text = text.replace(f"base_url = {json.dumps(NodeConfig().base_url)}",
                                 f"base_url = {json.dumps(base_url.rstrip('/'))}", 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, "utf-8")
@@ -118,7 +151,7 @@ def db_upgrade() -> None:
 
     from attestd.db.engine import alembic_config
 
-    cfg = _config()
+    cfg = _config(database=False)
     if cfg.database.url.startswith("sqlite:///"):
         Path(cfg.database.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -131,13 +164,20 @@ def db_upgrade() -> None:
 @db.command("current")
 def db_current() -> None:
     """Show whether the database schema is current."""
-    _check_schema(_config())
+    _config()
     click.echo("database schema is current")
 
 
 def _check_schema(cfg: Config) -> None:
-    """Raise DatabaseNotReady (naming the command to run) unless the schema is current."""
-    from attestd.db.engine import check_schema_current, create_engine
+    """Raise DatabaseNotReady (naming the command to run and the config file it came
+    from) unless the schema is current; a missing SQLite file is not created."""
+    from attestd.db.engine import check_schema_current, create_engine, sqlite_path
+
+    where = f"database.url of {cfg.source}"
+    db_file = sqlite_path(cfg.database.url)
+    if db_file is not None and not db_file.exists():
+        raise DatabaseNotReady(f"no database at {db_file} ({where}): run `attestd db upgrade` "
+                               "to create it, or fix database.url if the node's is elsewhere")
 
     async def go() -> None:
         engine = create_engine(cfg.database.url)
@@ -146,7 +186,10 @@ def _check_schema(cfg: Config) -> None:
         finally:
             await engine.dispose()
 
-    _run(go)
+    try:
+        _run(go)
+    except DatabaseNotReady as exc:
+        raise DatabaseNotReady(f"{exc} ({where})") from exc
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -160,9 +203,10 @@ def serve(host: str | None, port: int | None) -> None:
     from attestd.http.appkeys import METRICS
     from attestd.logs import RedactingAccessLogger
 
-    cfg = _config()
+    cfg = _config()  # the schema is checked first: fail fast, before binding the port
+    if cfg.classifier.enabled:
+        _require_classifier()
     load_keys(cfg.keys_dir)
-    _check_schema(cfg)  # fail fast, with the command to run, before binding the port
     app = create_app(cfg)
     serving.run(app, cfg.server, host or cfg.server.host, port or cfg.server.port,
                 access_log_class=RedactingAccessLogger,
@@ -368,7 +412,6 @@ def workers_add(name: str) -> None:
     if problem is not None:
         raise click.BadParameter(problem)
     cfg = _config()
-    _check_schema(cfg)
     try:
         token = _on_database(cfg, _job_store, lambda js: js.add_worker(name))
     except ValueError as exc:
@@ -413,16 +456,22 @@ def worker(node: str, token: str, device: str | None, batch: int | None) -> None
 
     import aiohttp
 
-    from scanner.classifier.clip import ClipClassifier, ClipSettings
+    from scanner.classifier.clip import ClassifierSetupError, ClipClassifier, ClipSettings
     from scanner.worker import run_worker
     from scanner.worker_client import HttpJobClient, WorkerAuthError
 
-    cfg = _config()
+    # A worker needs no database, and often runs on another machine with no config file:
+    # then the built-in defaults and ATTESTD_CLASSIFIER__* apply.
+    cfg = _config(database=False, optional=True)
+    _require_classifier()
     c = cfg.classifier
     settings = ClipSettings(model=c.model, pretrained=c.pretrained, cache_dir=c.cache_dir or None,
                             device=device or c.device, batch_size=batch or c.batch_size,
                             allow_random_weights=c.allow_random_weights)
-    classifier = ClipClassifier(settings)
+    try:
+        classifier = ClipClassifier(settings)
+    except ClassifierSetupError as exc:
+        raise AttestdError(f"the classifier cannot start: {exc}") from None
     click.echo(f"worker ready: {classifier.model_id} on {classifier.device}, "
                f"batches of {settings.batch_size}, node {node}")
 
@@ -442,6 +491,18 @@ def worker(node: str, token: str, device: str | None, batch: int | None) -> None
         click.echo(f"attestd: the node refused the token: {exc}", err=True)
         sys.exit(EXIT_SETUP)
     click.echo(f"worker stopped after {done} jobs")
+
+
+def _require_classifier() -> None:
+    """One line, not an ImportError traceback, when the classifier extras are missing."""
+    from scanner.classifier.clip import missing_dependencies
+
+    missing = missing_dependencies()
+    if missing:
+        raise AttestdError(
+            f"the classifier needs the classifier extras, and {', '.join(missing)} "
+            "is not installed: install them (pip install -e '.[classifier]' in the "
+            "checkout), or set classifier.enabled = false to let GPU workers classify")
 
 
 # -- admin ----------------------------------------------------------------------------------
@@ -469,7 +530,6 @@ def admin_token_create(name: str) -> None:
     if not name.strip() or len(name) > 100:
         raise click.BadParameter("NAME must be 1 to 100 characters")
     cfg = _config()
-    _check_schema(cfg)
     from attestd.admin_tokens import TokenExists
 
     try:
@@ -485,7 +545,6 @@ def admin_token_create(name: str) -> None:
 def admin_token_list() -> None:
     """List admin tokens (names and use, never the secrets)."""
     cfg = _config()
-    _check_schema(cfg)
     for tok in _on_database(cfg, _admin_tokens, lambda tokens: tokens.list()):
         used = f"{tok.last_used_at:%Y-%m-%d %H:%M}" if tok.last_used_at else "never used"
         click.echo(f"{tok.name}  created {tok.created_at:%Y-%m-%d %H:%M}  {used}")
@@ -496,7 +555,6 @@ def admin_token_list() -> None:
 def admin_token_revoke(name: str) -> None:
     """Revoke the token NAME at once."""
     cfg = _config()
-    _check_schema(cfg)
     if not _on_database(cfg, _admin_tokens, lambda tokens: tokens.revoke(name)):
         click.echo(f"no admin token named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -513,7 +571,10 @@ def _admin_users(engine: Any) -> Any:
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input (for scripts).")
-def admin_set_password(name: str, password_stdin: bool) -> None:
+@click.option("--role", type=click.Choice(["admin", "moderator"]),
+              help="admin: everything; moderator: the review pages and API only. A new login "
+                   "is an admin unless this says otherwise; an existing one keeps its role.")
+def admin_set_password(name: str, password_stdin: bool, role: str | None) -> None:
     """Create the admin login NAME for the pages at /admin/, or change its password
     (every session it has ends). Asks for the password unless --password-stdin."""
     if not name.strip() or len(name) > 100 or not name.isprintable():
@@ -523,15 +584,24 @@ def admin_set_password(name: str, password_stdin: bool) -> None:
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     cfg = _config()
-    _check_schema(cfg)
     from attestd.admin_users import PasswordRejected
 
     try:
-        new = _on_database(cfg, _admin_users, lambda users: users.set_password(name, password))
+        new = _on_database(cfg, _admin_users,
+                           lambda users: users.set_password(name, password, role))
     except PasswordRejected as exc:
         raise click.BadParameter(str(exc)) from None
-    click.echo(f"admin login {name!r} {'created' if new else 'updated; its sessions ended'}; "
-               "log in at /admin/login")
+    roles = dict(_on_database(cfg, _admin_users, lambda users: users.roles()))
+    click.echo(f"{roles.get(name, role)} login {name!r} "
+               f"{'created' if new else 'updated; its sessions ended'}; log in at /admin/login")
+
+
+@admin.command("logins")
+def admin_logins() -> None:
+    """List the logins for /admin/ and their roles."""
+    cfg = _config()
+    for name, role in _on_database(cfg, _admin_users, lambda users: users.roles()):
+        click.echo(f"{name}  {role}")
 
 
 @admin.command("remove-login")
@@ -539,7 +609,6 @@ def admin_set_password(name: str, password_stdin: bool) -> None:
 def admin_remove_login(name: str) -> None:
     """Remove the admin login NAME and end its sessions."""
     cfg = _config()
-    _check_schema(cfg)
     if not _on_database(cfg, _admin_users, lambda users: users.remove(name)):
         click.echo(f"no admin login named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)

@@ -1,6 +1,7 @@
 """The node's configuration: a typed, frozen structure loaded once at start.
 
 Sources, later winning: the built-in defaults, the TOML file, ``ATTESTD_*`` variables.
+Secrets may instead be read from files named by ``KEY_file`` keys (``SECRET_FILES``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from attestd.errors import ConfigError
 
@@ -22,6 +31,8 @@ CONFIG_ENV = "ATTESTD_CONFIG"
 # ATTESTD_* variables that are not configuration keys.
 NOT_CONFIG_ENV = frozenset({CONFIG_ENV, "ATTESTD_WORKER_TOKEN"})
 DEFAULT_CONFIG_PATH = "config.toml"
+# Not pict-rs's 8080 (nor Lemmy's 8536): the two usually run side by side.
+DEFAULT_PORT = 8470
 
 Action = Literal["accept", "reject"]
 
@@ -31,7 +42,7 @@ class _Section(BaseModel):
 
 
 class NodeConfig(_Section):
-    base_url: str = "http://127.0.0.1:8080"
+    base_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"
     data_dir: Path = Path("data")
 
     @field_validator("base_url")
@@ -44,7 +55,7 @@ class NodeConfig(_Section):
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     # Open connections at most, so slow or idle clients cannot use up the process's file
     # descriptors (beyond: the oldest idle one is closed, or the new one gets 503).
     max_connections: int = Field(1000, ge=1, le=1_000_000)
@@ -56,6 +67,7 @@ class ServerConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///data/attestd.db"
+    url_file: str = ""
 
     @field_validator("url")
     @classmethod
@@ -67,6 +79,7 @@ class DatabaseConfig(_Section):
 
 class PictrsConfig(_Section):
     allowed_callers: tuple[str, ...] = ()
+    allowed_callers_file: str = ""
     allowed_ips: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     max_body_bytes: int = Field(40 * 1024 * 1024, ge=1024)
 
@@ -192,14 +205,16 @@ class FederationConfig(_Section):
 
 
 class SweepPictrsConfig(_Section):
-    url: str = "http://127.0.0.1:8080"
+    # No default: a guess would send the API token to whatever listens there.
+    url: str = ""
     api_token: SecretStr = SecretStr("")
+    api_token_file: str = ""
     page_size: int = Field(100, ge=1, le=1000)
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+        if v and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
@@ -209,7 +224,9 @@ class SweepS3Config(_Section):
     bucket: str = ""
     prefix: str = ""
     access_key_id: str = ""
+    access_key_id_file: str = ""
     secret_access_key: SecretStr = SecretStr("")
+    secret_access_key_file: str = ""
     region: str = "us-east-1"
 
 
@@ -230,6 +247,13 @@ class SweepConfig(_Section):
     pictrs: SweepPictrsConfig = SweepPictrsConfig()
     s3: SweepS3Config = SweepS3Config()
     fs: SweepFsConfig = SweepFsConfig()
+
+    @model_validator(mode="after")
+    def _pictrs_url(self) -> SweepConfig:
+        if self.enabled and self.source == "pictrs" and not self.pictrs.url:
+            raise ValueError("sweep.source is pictrs but sweep.pictrs.url is not set: set it to "
+                             "pict-rs's own address, e.g. http://pictrs:8080")
+        return self
 
 
 class LoggingConfig(_Section):
@@ -254,7 +278,8 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     logging: LoggingConfig = LoggingConfig()
 
-    # Where the file was read from; relative paths were resolved against its folder.
+    # The file the configuration was looked for at (read if it exists); relative paths
+    # were resolved against its folder.
     source: Path | None = None
 
     @property
@@ -280,7 +305,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     Raises ConfigError naming the offending key.
     """
     env = os.environ if environ is None else environ
-    path = path or config_path(env)
+    path = (path or config_path(env)).absolute()
     data: dict[str, Any] = {}
     if path.exists():
         try:
@@ -293,11 +318,52 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError(f"{path} does not exist; run `attestd init` to create it")
     for dotted, value in _env_overrides(env):
         _set_nested(data, dotted, value)
+    _read_secret_files(data, path.parent)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
-    return _resolve_paths(cfg, path.parent)
+    return _resolve_paths(cfg, path)
+
+
+# Secrets that can be kept out of the config file: ``KEY_file`` names a file holding the
+# value (systemd credentials, container secrets, a file only the node's user can read).
+# Callers are one per line; the others are the file's text without surrounding whitespace.
+SECRET_FILES: tuple[tuple[str, ...], ...] = (
+    ("database", "url"),
+    ("pictrs", "allowed_callers"),
+    ("sweep", "pictrs", "api_token"),
+    ("sweep", "s3", "access_key_id"),
+    ("sweep", "s3", "secret_access_key"),
+)
+
+
+def _read_secret_files(data: dict[str, Any], base: Path) -> None:
+    for keys in SECRET_FILES:
+        table: Any = data
+        for k in keys[:-1]:
+            table = table.get(k) if isinstance(table, dict) else None
+        if not isinstance(table, dict) or not table.get(keys[-1] + "_file"):
+            continue
+        dotted, ref = ".".join(keys), table[keys[-1] + "_file"]
+        if not isinstance(ref, str):
+            raise ConfigError(f"{dotted}_file: must be a file path (got {ref!r})")
+        if table.get(keys[-1]):
+            raise ConfigError(f"{dotted} and {dotted}_file are both set (in the file or "
+                              "ATTESTD_* environment): keep only one")
+        file = Path(ref) if Path(ref).is_absolute() else base / ref
+        try:
+            text = file.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{dotted}_file: cannot read {file}: {why}") from None
+        value: Any = text.strip()
+        if keys[-1] == "allowed_callers":
+            value = [ln.strip() for ln in text.splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+        if not value:
+            raise ConfigError(f"{dotted}_file: {file} is empty")
+        table[keys[-1]] = value
 
 
 def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
@@ -337,13 +403,17 @@ def _describe(exc: ValidationError, path: Path) -> str:
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (check the spelling against config.toml)")
+            lines.append(f"  {key}: unknown key (check the spelling against "
+                         "config.example.toml)")
+        elif any(key.startswith(".".join(keys)) for keys in SECRET_FILES):
+            lines.append(f"  {key}: {err['msg']}")  # the value may be a secret: not echoed
         else:
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
 
 
-def _resolve_paths(cfg: Config, base: Path) -> Config:
+def _resolve_paths(cfg: Config, source: Path) -> Config:
+    base = source.parent
     data_dir = cfg.node.data_dir if cfg.node.data_dir.is_absolute() else base / cfg.node.data_dir
     url = cfg.database.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
@@ -353,5 +423,5 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     return cfg.model_copy(update={
         "node": cfg.node.model_copy(update={"data_dir": data_dir.resolve()}),
         "database": cfg.database.model_copy(update={"url": url}),
-        "source": base / "config.toml" if cfg.source is None else cfg.source,
+        "source": source,
     })

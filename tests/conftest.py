@@ -140,13 +140,13 @@ def make_config_env(tmp_path: Path, db_url: str, **sections: dict[str, Any]
     return cfg, {"ATTESTD_CONFIG": str(path), **env}
 
 
-def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+def run_cli(env: dict[str, str], *args: str, input: str | None = None) -> tuple[int, str]:
     """Run an ``attestd`` command in-process with ``env``; (exit code, output)."""
     from click.testing import CliRunner
 
     from attestd.cli import cli
 
-    result = CliRunner().invoke(cli, list(args), env=env)
+    result = CliRunner().invoke(cli, list(args), env=env, input=input)
     return result.exit_code, result.output
 
 

@@ -26,13 +26,22 @@ def async_url(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL; None for other databases and in-memory SQLite."""
+    for prefix in ("sqlite:///", "sqlite+aiosqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            return Path(path) if path and path != ":memory:" else None
+    return None
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine for the configured URL; SQLite gets WAL and a busy timeout."""
     aurl = async_url(url)
     if aurl.startswith("sqlite+aiosqlite:///"):
-        path = aurl[len("sqlite+aiosqlite:///"):]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(aurl, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -180,6 +180,8 @@ admin_users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # admin: everything; moderator: the review pages and API only (attestd.admin_users).
+    Column("role", String(16), nullable=False, server_default="admin"),
 )
 
 # Browser sessions, by digest of the cookie's secret; each carries its CSRF token and the

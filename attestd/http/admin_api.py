@@ -20,7 +20,7 @@ from attestd.federation import manage
 from attestd.federation.attestations import ATTESTED_LABELS
 from attestd.federation.follow import FollowError
 from attestd.federation.peers import Peer
-from attestd.http.admin_auth import require_admin
+from attestd.http.admin_auth import require_admin, require_reviewer
 from attestd.http.admin_context import federated, quarantine_target, reviewer
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, SERVICES, STORE
 from attestd.http.body import read_json_object
@@ -174,7 +174,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
 async def stats(request: web.Request) -> web.Response:
     """Checks in the last 24 hours by outcome and by what decided them, per hour; queue,
     review and index sizes."""
-    await require_admin(request)
+    await require_reviewer(request)  # moderators too
     svc = request.app[SERVICES]
     act = await admin_queries.activity(svc.store.engine, 24)
     return web.json_response({
@@ -196,7 +196,7 @@ def review_json(item: ReviewItem, never_shown: bool) -> dict[str, Any]:
 
 async def list_review(request: web.Request) -> web.Response:
     """Open review items, oldest first (``kind`` filters)."""
-    await require_admin(request)
+    await require_reviewer(request)  # moderators too
     kind = request.query.get("kind") or None
     if kind is not None and kind not in REVIEW_KINDS:
         raise RequestError(400, f"kind must be one of {', '.join(REVIEW_KINDS)}")
@@ -237,7 +237,7 @@ async def review_action(request: web.Request, actor: str, sha: str, action: str,
 
 async def act_on_review(request: web.Request) -> web.Response:
     """``{"action": "confirm" | "mark_ok" | "quarantine", "label": ..., "note": ...}``"""
-    admin = await require_admin(request)
+    admin = await require_reviewer(request)  # moderators too
     sha = sha_param(request.match_info["sha256"])
     doc = await read_json_object(request, BODY_MAX_BYTES)
     result = await review_action(request, admin.actor, sha, str(doc.get("action", "")),

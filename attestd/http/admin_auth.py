@@ -4,6 +4,10 @@ A browser session is an HttpOnly, SameSite=Strict cookie (Secure when the node's
 is https). Every state-changing request made with it must carry the session's CSRF token,
 in the form field ``csrf_token`` or the ``X-CSRF-Token`` header; a bearer token needs none,
 since a browser never adds one to a request by itself.
+
+Every handler asks for the least it needs: ``require_admin`` (the default; a full admin)
+or ``require_reviewer`` (an admin or a moderator, for the review pages and API only), so a
+new route is closed to moderators unless it says otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from attestd.admin_tokens import AdminTokens
-from attestd.admin_users import SESSION_TTL, AdminSession, AdminUsers
+from attestd.admin_users import SESSION_TTL, AdminSession, AdminUsers, Role
 from attestd.errors import RequestError
 from attestd.http.appkeys import CONFIG, STORE
 
@@ -46,6 +50,15 @@ class Admin:
     actor: str
     session: AdminSession | None = None
     secret: str | None = None
+
+    @property
+    def role(self) -> Role:
+        """A bearer token is a full admin's; a browser session has its login's role."""
+        return "admin" if self.session is None else self.session.role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 ADMIN_KEY = web.RequestKey("admin", Admin)
@@ -74,7 +87,17 @@ async def admin_from_request(request: web.Request) -> Admin | None:
 
 
 async def require_admin(request: web.Request) -> Admin:
-    """The authenticated admin, checked once per request; 401 or 403 otherwise.
+    """The authenticated full admin; 401 without a login, 403 for a moderator (or a
+    session request without its CSRF token)."""
+    admin = await require_reviewer(request)
+    if not admin.is_admin:
+        raise RequestError(403, "moderators can review, nothing more: this needs an admin "
+                                "login (`attestd admin set-password NAME --role admin`)")
+    return admin
+
+
+async def require_reviewer(request: web.Request) -> Admin:
+    """The authenticated admin or moderator, checked once per request; 401 or 403 otherwise.
 
     Session requests that change state must carry the session's CSRF token and, where
     the browser sends one, an Origin of this node.

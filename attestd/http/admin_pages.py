@@ -4,6 +4,9 @@ Moderator wellness is the default: review previews are still, greyscale and blur
 the server (the clear picture never reaches the browser until a deliberate click), one
 image is revealed at a time, and an image labelled csam_suspect is not sent at all, not
 even blurred, unless the admin opts in for that one image (which is audited).
+
+Pages and forms are for full admins unless registered with ``reviewer=True`` (the
+dashboard and the review pages), which moderators may use too.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from attestd.http.admin_auth import (
     admin_from_request,
     clear_session_cookie,
     require_admin,
+    require_reviewer,
     secure_cookies,
     set_session_cookie,
     users,
@@ -74,12 +78,16 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{ROOT}/login", login_page)
     r.add_post(f"{ROOT}/login", login)
     r.add_post(f"{ROOT}/logout", logout)
-    r.add_get(f"{ROOT}/", _page(dashboard))
-    r.add_get(f"{ROOT}/review", _page(review_page))
-    r.add_post(f"{ROOT}/review/{{sha256}}/action", _form(review_act, "review"))
-    r.add_post(f"{ROOT}/review/{{sha256}}/reveal", _form(review_reveal, "review"))
-    r.add_get(f"{ROOT}/review/{{sha256}}/preview", _page(lambda rq, a: review_image(rq, a, False)))
-    r.add_get(f"{ROOT}/review/{{sha256}}/image", _page(lambda rq, a: review_image(rq, a, True)))
+    # Moderators: the dashboard and review only.
+    r.add_get(f"{ROOT}/", _page(dashboard, reviewer=True))
+    r.add_get(f"{ROOT}/review", _page(review_page, reviewer=True))
+    r.add_post(f"{ROOT}/review/{{sha256}}/action", _form(review_act, "review", reviewer=True))
+    r.add_post(f"{ROOT}/review/{{sha256}}/reveal", _form(review_reveal, "review", reviewer=True))
+    r.add_get(f"{ROOT}/review/{{sha256}}/preview",
+              _page(lambda rq, a: review_image(rq, a, False), reviewer=True))
+    r.add_get(f"{ROOT}/review/{{sha256}}/image",
+              _page(lambda rq, a: review_image(rq, a, True), reviewer=True))
+    # Full admins only.
     r.add_get(f"{ROOT}/peers", _page(peers_page))
     r.add_post(f"{ROOT}/peers/follow", _form(peer_follow, "peers"))
     r.add_post(f"{ROOT}/peers/trust", _form(peer_trust, "peers"))
@@ -125,22 +133,29 @@ def render(request: web.Request, template: str, *, status: int = 200,
     return web.Response(text=html, content_type="text/html", status=status)
 
 
-def _page(fn: Callable[[web.Request, Admin], Awaitable[web.StreamResponse]]) -> Handler:
-    """A GET page for a logged-in browser; anyone else goes to the login page."""
+def _page(fn: Callable[[web.Request, Admin], Awaitable[web.StreamResponse]], *,
+          reviewer: bool = False) -> Handler:
+    """A GET page for a logged-in browser (a full admin's unless ``reviewer``); anyone
+    else goes to the login page, a moderator on an admin's page gets 403."""
     async def handler(request: web.Request) -> web.StreamResponse:
         admin = await admin_from_request(request)
         if admin is None or admin.session is None:
             nxt = request.path_qs if request.path.startswith(f"{ROOT}/") else f"{ROOT}/"
             raise web.HTTPSeeOther(f"{ROOT}/login?{urlencode({'next': nxt})}")
+        if not reviewer:
+            await require_admin(request)
         return await fn(request, admin)
     return handler
 
 
-def _form(fn: Callable[[web.Request, Admin, Any], Awaitable[str]], back: str) -> Handler:
-    """A form POST: session and CSRF token checked first, then the action; what it did
-    (or why it could not) is shown once on the page it returns to."""
+def _form(fn: Callable[[web.Request, Admin, Any], Awaitable[str]], back: str, *,
+          reviewer: bool = False) -> Handler:
+    """A form POST (a full admin's unless ``reviewer``): session, role and CSRF token
+    checked first, then the action; what it did (or why it could not) is shown once on
+    the page it returns to."""
     async def handler(request: web.Request) -> web.StreamResponse:
-        admin = await require_admin(request)  # 401 without a session, 403 on a bad token
+        # 401 without a session, 403 on a bad token or for a moderator on an admin's form.
+        admin = await (require_reviewer if reviewer else require_admin)(request)
         if admin.session is None or admin.secret is None:
             raise RequestError(403, "the admin pages need a browser session; scripts use "
                                     "/api/v1/admin/")
@@ -212,7 +227,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    admin = await require_admin(request)
+    admin = await require_reviewer(request)
     if admin.secret is not None:
         await users(request).end_session(admin.secret)
     response = _redirect(f"{ROOT}/login")

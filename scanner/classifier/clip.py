@@ -11,6 +11,7 @@ horde-safety).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,24 @@ class ClipSettings:
 
 class ClassifierSetupError(Exception):
     """The classifier cannot be built as configured; the message says what to change."""
+
+
+# The classifier extra's modules, and the distributions that provide them.
+_EXTRAS = (("torch", "torch"), ("open_clip", "open_clip_torch"),
+           ("horde_safety", "horde-safety"))
+
+
+def missing_dependencies() -> list[str]:
+    """The classifier extra's distributions that cannot be imported here (none: [])."""
+    missing = []
+    for module, dist in _EXTRAS:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(dist)
+    return missing
 
 
 def pick_device(requested: str) -> str:

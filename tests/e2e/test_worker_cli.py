@@ -38,6 +38,7 @@ async def test_worker_command_classifies_and_refuses_bad_tokens(tmp_path: Path,
         assert "desktop-gpu" in listing.stdout and token not in listing.stdout
 
         worker_env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+        (tmp_path / "worker.toml").write_text("")  # a named config must exist
         worker_env.update(ATTESTD_CONFIG=str(tmp_path / "worker.toml"),
                           ATTESTD_CLASSIFIER__MODEL="ViT-B-32",
                           ATTESTD_CLASSIFIER__PRETRAINED="none",

@@ -50,6 +50,9 @@ def open_source(cfg: SweepConfig, *, allow_private: bool = True) -> Source:
                              "(or pass --path)")
         return FolderSource(cfg.fs.path, exclude=cfg.quarantine or None)
     from attestd.sweep.sources.pictrs import PictrsSource
+    if not cfg.pictrs.url:
+        raise SweepError("sweep.source is pictrs but sweep.pictrs.url is not set: set it to "
+                         "pict-rs's own address, e.g. http://pictrs:8080 (or pass --pictrs-url)")
     if not cfg.pictrs.api_token.get_secret_value():
         raise SweepError("sweep.source is pictrs but sweep.pictrs.api_token is empty: set "
                          "it to pict-rs's server.api_key (ATTESTD_SWEEP__PICTRS__API_TOKEN)")
