@@ -125,6 +125,22 @@ def step(peer: FedifyPeer, name: str, timeout: float = 30) -> dict[str, Any]:
     return ev
 
 
+def fep_vector() -> dict[str, Any]:
+    """docs/attestation-fep.md's signed attestation and its issuer's actor."""
+    from tests.unit.test_attestation_fep_vectors import _BLOCK, DOC
+
+    v = dict(_BLOCK.findall(DOC.read_text()))
+    method = json.loads(v["assertion-method"])
+    signed = {**json.loads(v["attestation"]),
+              "proof": {**json.loads(v["proof-options"]), "proofValue": v["proof-value"]}}
+    actor = {"@context": ["https://www.w3.org/ns/activitystreams",
+                          "https://w3id.org/security/v1", "https://www.w3.org/ns/did/v1",
+                          "https://w3id.org/security/multikey/v1"],
+             "id": method["controller"], "type": "Service",
+             "inbox": f"{method['controller']}/inbox", "assertionMethod": [method]}
+    return {"signed": signed, "actor": actor}
+
+
 @pytest.mark.timeout(240)
 def test_fedify_follows_the_node_and_verifies_its_attestations(
         node: tuple[str, dict[str, str], Path], fedify: FedifyPeer) -> None:
@@ -142,6 +158,11 @@ def test_fedify_follows_the_node_and_verifies_its_attestations(
     # The node attests; Fedify verifies the delivered attestation's proof.
     cli(env, "review", "mark", "--sha256", SHA, "--label", "csam_suspect")
     step(fedify, "attestation_proof")
+
+    # The published test vector verifies in Fedify too.
+    result = fedify.call("vector", fep_vector())
+    print(f"Fedify, {result['step']}: {result['said']}")
+    assert result["ok"], f"Fedify: {result['said']}\n{fedify.said()}"
 
     # Fedify pages the outbox with signed GETs; an unsigned GET is refused.
     fedify.call("outbox", {"outbox": f"{base}/outbox"})

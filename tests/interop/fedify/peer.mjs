@@ -125,6 +125,16 @@ async function checkProof(ctx, obj, step) {
   }
 }
 
+// docs/attestation-fep.md's test vector, checked by Fedify: the issuer's actor document is
+// served from memory (node.example does not exist), the rest as Fedify loads it.
+async function checkVector(ctx, { signed, actor }) {
+  const documentLoader = async (url, options) => {
+    if (url.split("#")[0] === actor.id) return { contextUrl: null, documentUrl: url, document: actor };
+    return await ctx.documentLoader(url, options);
+  };
+  return await checkProof({ ...ctx, documentLoader }, signed, "fep_vector_proof");
+}
+
 async function followNode(ctx, target) {
   const loader = { documentLoader: ctx.documentLoader, contextLoader: ctx.contextLoader };
   const actor = await lookupObject(target, loader);
@@ -256,6 +266,7 @@ async function control(req, url, body) {
     case "/_test/follow": return await followNode(ctx, args.target);
     case "/_test/outbox": return await pageOutbox(ctx, args.outbox);
     case "/_test/attest": return await attest(ctx, args);
+    case "/_test/vector": return await checkVector(ctx, args);
     default: return null;
   }
 }
