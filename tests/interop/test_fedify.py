@@ -185,6 +185,10 @@ def test_fedify_follows_the_node_and_verifies_its_attestations(
                                     "label": "csam_suspect"})
     print(f"Fedify, {result['step']}: {result['said']}")
     assert result["ok"], f"{result['said']}\n{fedify.said()}\n{log.read_text()[-3000:]}"
+    # Fedify signs RFC 9421 first (its POSTs and signed GETs); the node verified those, so
+    # Fedify never had to fall back to draft-cavage.
+    knocks = [line for line in fedify.log.read_text().splitlines() if "double-knocking" in line]
+    assert not knocks, knocks
     # The node stored the Fedify actor's word as a peer attestation.
     rows = [json.loads(x) for x in cli(env, "peers", "list", "--json").splitlines() if x]
     assert [r["attestations"] for r in rows if r["actor"] == fedify.actor] == [1], rows
