@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 BASE_DELAY_S = 30.0
 MAX_DELAY_S = 24 * 3600.0
 PARK_AFTER = timedelta(days=3)
+DRAIN_BATCH = 16
 
 Outcome = Literal["delivered", "retry", "stop"]
 
@@ -67,8 +68,8 @@ class DeliveryStore(Protocol):
         """The heads of up to ``limit`` destinations whose backoff is over (not ``busy``)."""
         ...
 
-    async def next_queued(self, inbox: str) -> Delivery | None:
-        """The destination's oldest queued delivery (the next to send once one went out)."""
+    async def queued(self, inbox: str, limit: int) -> Sequence[Delivery]:
+        """The destination's oldest queued deliveries, in order (what to send next)."""
         ...
 
     async def delivered(self, delivery: Delivery) -> None: ...
@@ -149,12 +150,14 @@ class Deliverer:
 
     async def _drain(self, head: Delivery) -> None:
         """Send the destination's deliveries in order while it answers."""
-        current: Delivery | None = head
+        batch: Sequence[Delivery] = [head]
         try:
-            while current is not None:
-                if not await self._attempt(current) or self._stopping:
-                    break
-                current = await self.store.next_queued(head.inbox)
+            while batch:
+                for d in batch:
+                    if not await self._attempt(d) or self._stopping:
+                        return
+                # Read ahead a few: one query per batch, not per delivery.
+                batch = await self.store.queued(head.inbox, DRAIN_BATCH)
         except Exception:
             log.exception("delivering to %s failed", head.inbox)
         finally:

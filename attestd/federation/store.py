@@ -75,14 +75,14 @@ class FederationStore:
             rows = (await conn.execute(q.order_by(d.c.next_attempt_at, d.c.id).limit(limit))).all()
         return [_delivery(r) for r in rows]
 
-    async def next_queued(self, inbox: str) -> Delivery | None:
+    async def queued(self, inbox: str, limit: int) -> Sequence[Delivery]:
         d = t.deliveries
         async with self.engine.connect() as conn:
-            row = (await conn.execute(
+            rows = (await conn.execute(
                 select(d.c.id, d.c.inbox, d.c.body, d.c.attempts, d.c.first_failed_at)
                 .where(and_(d.c.inbox == inbox, d.c.state == "queued"))
-                .order_by(d.c.id).limit(1))).first()
-        return _delivery(row) if row is not None else None
+                .order_by(d.c.id).limit(limit))).all()
+        return [_delivery(r) for r in rows]
 
     async def delivered(self, delivery: Delivery) -> None:
         await self._set(delivery.id, state="delivered", delivered_at=utcnow(), last_error=None)
