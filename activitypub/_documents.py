@@ -12,6 +12,8 @@ from activitypub._errors import LocalProtocolError, RemoteProtocolError
 AS_CONTEXT = "https://www.w3.org/ns/activitystreams"
 SECURITY_CONTEXT = "https://w3id.org/security/v1"
 MULTIKEY_CONTEXT = "https://w3id.org/security/multikey/v1"
+# Defines assertionMethod (FEP-521a); multikey/v1 defines only Multikey's own properties.
+DID_CONTEXT = "https://www.w3.org/ns/did/v1"
 DATA_INTEGRITY_CONTEXT = "https://w3id.org/security/data-integrity/v2"
 PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 ACTIVITY_JSON = "application/activity+json"
@@ -44,9 +46,13 @@ class ActorSpec:
 
 def actor_document(spec: ActorSpec, *, inbox: str, outbox: str, followers: str,
                    shared_inbox: str | None = None) -> dict[str, Any]:
-    """The actor: Mastodon-compatible ``publicKey`` plus a FEP-521a ``assertionMethod``."""
+    """The actor: Mastodon-compatible ``publicKey`` plus a FEP-521a ``assertionMethod``.
+
+    The contexts are Fedify's for actors, in its order; every one is preloaded by
+    JSON-LD-aware servers, so nobody has to fetch them.
+    """
     doc: dict[str, Any] = {
-        "@context": [AS_CONTEXT, SECURITY_CONTEXT, MULTIKEY_CONTEXT,
+        "@context": [AS_CONTEXT, SECURITY_CONTEXT, DID_CONTEXT, MULTIKEY_CONTEXT,
                      {"manuallyApprovesFollowers": "as:manuallyApprovesFollowers"}],
         "id": spec.id,
         "type": spec.type,

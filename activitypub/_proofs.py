@@ -2,6 +2,11 @@
 
 The proof travels inside the object, so anyone holding the signer's Ed25519 key can verify
 an object received second-hand. Canonicalisation is RFC 8785 (JCS) via ``rfc8785``.
+
+We sign in the W3C form (vc-di-eddsa, "Proof Configuration (eddsa-jcs-2022)"): the
+document's ``@context`` is part of the hashed proof configuration, though not written into
+the emitted proof. Fedify signs and verifies only that form. Early FEP-8b32 test vectors
+hashed the configuration without it; we still accept proofs made that way.
 """
 
 from __future__ import annotations
@@ -49,8 +54,17 @@ def create_proof(document: Mapping[str, Any], private_key: ed25519.Ed25519Privat
         "proofPurpose": proof_purpose,
         "created": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    signature = private_key.sign(_hash_data(document, options))
+    signature = private_key.sign(_hash_data(document, proof_configuration(document, options)))
     return {**document, "proof": {**options, "proofValue": "z" + base58.b58encode(signature).decode()}}
+
+
+def proof_configuration(document: Mapping[str, Any], options: Mapping[str, Any]
+                        ) -> dict[str, Any]:
+    """The proof configuration that is hashed: the options plus, in the W3C form, the
+    unsecured document's ``@context`` (when it has one)."""
+    if "@context" in document:
+        return {**options, "@context": document["@context"]}
+    return dict(options)
 
 
 def proof_method(document: Mapping[str, Any]) -> str:
@@ -93,11 +107,12 @@ def verify_proof(document: Mapping[str, Any], public_key: ed25519.Ed25519PublicK
     if "@context" in options and options["@context"] != unsecured.get("@context"):
         raise SignatureError("the proof's @context differs from the document's")
     # Implementations differ on whether the proof configuration carries the document's
-    # @context (the W3C suite adds it; FEP-8b32's test vector and we do not). Either way
-    # the whole document and every proof option are signed, so accepting both is safe.
-    configs = [options]
+    # @context (the W3C suite, Fedify and we add it; FEP-8b32's early test vector did not).
+    # Either way the whole document and every proof option are signed, so accepting both
+    # is safe. The W3C form is tried first: it is what almost every signer sends.
+    configs = [proof_configuration(unsecured, options)]
     if "@context" not in options and "@context" in unsecured:
-        configs.append({**options, "@context": unsecured["@context"]})
+        configs.append(options)
     for config in configs:
         try:
             public_key.verify(signature, _hash_data(unsecured, config))

@@ -1,4 +1,4 @@
-"""Persistent delivery: per-destination queue, jittered exponential backoff, parking.
+"""Persistent delivery: per-destination queues, jittered exponential backoff, parking.
 
 The queue lives in the application's database behind ``DeliveryStore``; this module
 decides when to retry (pure functions) and runs the sending loop (the I/O edge).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 BASE_DELAY_S = 30.0
 MAX_DELAY_S = 24 * 3600.0
 PARK_AFTER = timedelta(days=3)
+DRAIN_BATCH = 16
 
 Outcome = Literal["delivered", "retry", "stop"]
 
@@ -58,15 +59,35 @@ class Delivery:
 
 
 class DeliveryStore(Protocol):
-    async def due(self, now: datetime, limit: int) -> Sequence[Delivery]: ...
-    async def delivered(self, delivery_id: int) -> None: ...
-    async def retry(self, delivery_id: int, next_at: datetime, error: str) -> None: ...
-    async def stop(self, delivery_id: int, error: str) -> None: ...
-    async def park(self, delivery_id: int, error: str) -> None: ...
+    """The queue, kept per destination inbox (as Synapse's per-destination queue): a
+    destination's deliveries go one at a time, oldest first. While it fails, only its
+    oldest delivery (the head) is retried, on the backoff; the rest wait behind it."""
+
+    async def due(self, now: datetime, limit: int, busy: Collection[str] = ()
+                  ) -> Sequence[Delivery]:
+        """The heads of up to ``limit`` destinations whose backoff is over (not ``busy``)."""
+        ...
+
+    async def queued(self, inbox: str, limit: int) -> Sequence[Delivery]:
+        """The destination's oldest queued deliveries, in order (what to send next)."""
+        ...
+
+    async def delivered(self, delivery: Delivery) -> None: ...
+    async def retry(self, delivery: Delivery, next_at: datetime, error: str) -> None: ...
+    async def stop(self, delivery: Delivery, error: str) -> None: ...
+
+    async def park(self, delivery: Delivery, error: str) -> None:
+        """The destination has failed for days: park everything queued for it."""
+        ...
 
 
 class Deliverer:
-    """Sends due deliveries, signed, until cancelled; wakes early when poked."""
+    """Drains destinations, signed, until stopped; wakes early when poked.
+
+    Each destination is drained by its own task, at most ``concurrency`` at once, so a
+    slow or dead peer holds only its own slot: it never delays anyone else's deliveries,
+    and a dead peer with N queued activities costs one attempt per retry, not N.
+    """
 
     def __init__(self, store: DeliveryStore, session: aiohttp.ClientSession, *, key_id: str,
                  private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey,
@@ -82,47 +103,69 @@ class Deliverer:
         self.retry_base_s = retry_base_s
         self._wake = asyncio.Event()
         self._stopping = False
+        self._active: dict[str, asyncio.Task[None]] = {}  # inbox -> its draining task
 
     def poke(self) -> None:
-        """Something was queued: look now rather than at the next poll."""
+        """Something was queued (or a destination came back): look now."""
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver until ``stop`` is called."""
+        """Deliver until ``stop`` is called, then let the attempts in flight finish."""
         while not self._stopping:
+            self._wake.clear()
             try:
-                sent = await self.run_once()
+                await self.start_due()
             except Exception:
                 log.exception("delivery loop failed; retrying")
-                sent = 0
-            if sent or self._stopping:
-                continue
+            if self._stopping:
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             except TimeoutError:
                 pass
-            self._wake.clear()
+        if self._active:
+            await asyncio.gather(*self._active.values(), return_exceptions=True)
 
     def stop(self) -> None:
         """Finish the deliveries in flight (their outcomes are recorded), then return."""
         self._stopping = True
         self._wake.set()
 
-    async def run_once(self) -> int:
-        """Try every due delivery once; returns how many were attempted."""
-        due = await self.store.due(datetime.now(UTC), self.concurrency * 4)
-        if not due:
+    async def start_due(self) -> int:
+        """Start draining every due destination there is a free slot for; returns how many."""
+        free = self.concurrency - len(self._active)
+        if free <= 0:
             return 0
-        sem = asyncio.Semaphore(self.concurrency)
+        heads = await self.store.due(datetime.now(UTC), free, busy=set(self._active))
+        for d in heads:
+            if d.inbox not in self._active:
+                self._active[d.inbox] = asyncio.create_task(self._drain(d),
+                                                            name=f"deliver to {d.inbox}")
+        return len(heads)
 
-        async def one(d: Delivery) -> None:
-            async with sem:
-                await self._attempt(d)
+    async def idle(self) -> None:
+        """Wait until no destination is being drained (for tests and shutdown)."""
+        while self._active:
+            await asyncio.gather(*list(self._active.values()), return_exceptions=True)
 
-        await asyncio.gather(*(one(d) for d in due))
-        return len(due)
+    async def _drain(self, head: Delivery) -> None:
+        """Send the destination's deliveries in order while it answers."""
+        batch: Sequence[Delivery] = [head]
+        try:
+            while batch:
+                for d in batch:
+                    if not await self._attempt(d) or self._stopping:
+                        return
+                # Read ahead a few: one query per batch, not per delivery.
+                batch = await self.store.queued(head.inbox, DRAIN_BATCH)
+        except Exception:
+            log.exception("delivering to %s failed", head.inbox)
+        finally:
+            self._active.pop(head.inbox, None)
+            self._wake.set()  # a slot is free
 
-    async def _attempt(self, d: Delivery) -> None:
+    async def _attempt(self, d: Delivery) -> bool:
+        """Try one delivery; True when the destination answered (go on with the next)."""
         now = datetime.now(UTC)
         try:
             check_url(d.inbox, self.allow_private)
@@ -134,24 +177,27 @@ class Deliverer:
                 await resp.read()
                 status = resp.status
         except ActivityPubError as exc:
-            await self.store.stop(d.id, str(exc))
-            return
+            await self.store.stop(d, str(exc))
+            return True
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await self._failed(d, now, f"{type(exc).__name__}: {exc}")
-            return
+            return False
         outcome = outcome_for_status(status)
         if outcome == "delivered":
-            await self.store.delivered(d.id)
+            await self.store.delivered(d)
         elif outcome == "stop":
-            await self.store.stop(d.id, f"HTTP {status}")
+            # This activity is refused for good; the destination itself is up.
+            await self.store.stop(d, f"HTTP {status}")
         else:
             await self._failed(d, now, f"HTTP {status}")
+            return False
+        return True
 
     async def _failed(self, d: Delivery, now: datetime, error: str) -> None:
         first = d.first_failed_at or now
         if now - first >= PARK_AFTER:
             # Down for days: stop trying until the peer shows signs of life.
-            await self.store.park(d.id, error)
+            await self.store.park(d, error)
             return
         delay = retry_delay(d.attempts + 1, base_s=self.retry_base_s)
-        await self.store.retry(d.id, now + timedelta(seconds=delay), error)
+        await self.store.retry(d, now + timedelta(seconds=delay), error)

@@ -14,6 +14,11 @@ from activitypub._documents import require_id, types_of
 from activitypub._errors import ActivityPubError, RemoteProtocolError, SignatureError
 from activitypub._json import JSONInputError, load_json
 from activitypub._keys import PublicKey
+from activitypub._rfc9421 import (
+    is_message_signature,
+    parse_message_signature,
+    verify_message_signature,
+)
 from activitypub._signatures import SignatureParams, parse_signature_header, verify_request
 
 log = logging.getLogger(__name__)
@@ -77,9 +82,14 @@ class InboxVerifier:
             raise SignatureError("the request is not signed (no Signature header)")
         activity = parse_activity(req.body)
         actor = activity["actor"]
-        params = parse_signature_header(sig_header)
+        params: SignatureParams | None = None
+        if is_message_signature(req.headers):  # RFC 9421
+            key_id = parse_message_signature(req.headers).key_id
+        else:
+            params = parse_signature_header(sig_header)
+            key_id = params.key_id
         if self.is_blocked is not None:
-            for who in (actor, params.key_id):
+            for who in (actor, key_id):
                 if await self.is_blocked(who):
                     raise Blocked(f"{urlsplit(who).hostname} is blocked here")
         owner = await verify_signed(self.keys, req, params, now=now, max_skew_s=self.max_skew_s)
@@ -115,6 +125,8 @@ async def verify_signed(keys: KeySource, req: InboxRequest, params: SignaturePar
 
     Raises SignatureError (401).
     """
+    if params is None and is_message_signature(req.headers):
+        return await _verify_message_signed(keys, req, now=now, max_skew_s=max_skew_s)
     if params is None:
         lower = {k.lower(): v for k, v in req.headers.items()}
         header = lower.get("signature") or lower.get("authorization")
@@ -141,3 +153,28 @@ async def verify_signed(keys: KeySource, req: InboxRequest, params: SignaturePar
         verify_request(method=req.method, path=req.path, query=req.query, headers=req.headers,
                        body=body, params=params, public_key=key, now=now, max_skew_s=max_skew_s)
     return owner
+
+
+async def _verify_message_signed(keys: KeySource, req: InboxRequest, *, now: datetime | None,
+                                 max_skew_s: int) -> str:
+    """verify_signed for RFC 9421 signatures."""
+    sig = parse_message_signature(req.headers)
+    body = req.body if req.method.upper() not in ("GET", "HEAD") else None
+
+    async def check(refresh: bool) -> str:
+        try:
+            owner, key = await keys.public_key(sig.key_id, refresh=refresh)
+        except ActivityPubError as exc:
+            raise SignatureError(f"cannot get the signing key {sig.key_id}: {exc}") from None
+        verify_message_signature(sig, method=req.method, path=req.path, query=req.query,
+                                 headers=req.headers, body=body, public_key=key, now=now,
+                                 max_skew_s=max_skew_s)
+        return owner
+
+    try:
+        return await check(False)
+    except SignatureError as first:
+        try:
+            return await check(True)
+        except SignatureError:
+            raise first from None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from uuid6 import uuid7
 
 from activitypub._collections import PageItems, PageRequest
@@ -27,7 +27,7 @@ class FederationStore:
     # Signatures older than the clock-skew window are refused anyway, so remembering the
     # ids seen in the last few hours is enough to refuse every replay.
     RECENT_IDS = 200_000
-    PARKED_REFRESH_S = 60.0
+    FAILING_REFRESH_S = 60.0
 
     def __init__(self, store: Store, writes: WriteBehind | None = None, *,
                  body_max_bytes: int = 64 * 1024) -> None:
@@ -37,8 +37,8 @@ class FederationStore:
         # Received activities keep their body only for the types we use, up to this size.
         self.body_max_bytes = body_max_bytes
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._parked: set[str] | None = None
-        self._parked_at = 0.0
+        self._failing: set[str] | None = None  # hosts with parked or backed-off deliveries
+        self._failing_at = 0.0
 
     async def enqueue(self, inboxes: Sequence[str], activity: dict[str, Any]) -> int:
         """Queue ``activity`` for each inbox (de-duplicated); returns how many were queued."""
@@ -50,6 +50,15 @@ class FederationStore:
                 for inbox in dict.fromkeys(inboxes)]
         if rows:
             async with self.store.writing() as conn:
+                # A parked destination stays parked: its new activities wait with the rest
+                # until it shows signs of life, instead of starting a new backoff.
+                parked = {r[0] for r in (await conn.execute(
+                    select(t.deliveries.c.inbox).where(and_(
+                        t.deliveries.c.state == "parked",
+                        t.deliveries.c.inbox.in_([r["inbox"] for r in rows]))).distinct())).all()}
+                for r in rows:
+                    if r["inbox"] in parked:
+                        r["state"] = "parked"
                 await conn.execute(t.deliveries.insert(), rows)
         return len(rows)
 
@@ -62,51 +71,82 @@ class FederationStore:
 
     # -- activitypub.delivery.DeliveryStore ------------------------------------------------
 
-    async def due(self, now: datetime, limit: int) -> Sequence[Delivery]:
+    async def due(self, now: datetime, limit: int, busy: Collection[str] = ()
+                  ) -> Sequence[Delivery]:
+        """Each destination's oldest queued delivery, where its backoff is over."""
+        d = t.deliveries
+        heads = (select(d.c.inbox, func.min(d.c.id).label("head"))
+                 .where(d.c.state == "queued").group_by(d.c.inbox).subquery())
+        q = (select(d.c.id, d.c.inbox, d.c.body, d.c.attempts, d.c.first_failed_at)
+             .join(heads, d.c.id == heads.c.head).where(d.c.next_attempt_at <= now))
+        if busy:
+            q = q.where(d.c.inbox.not_in(list(busy)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q.order_by(d.c.next_attempt_at, d.c.id).limit(limit))).all()
+        return [_delivery(r) for r in rows]
+
+    async def queued(self, inbox: str, limit: int) -> Sequence[Delivery]:
+        d = t.deliveries
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
-                select(t.deliveries.c.id, t.deliveries.c.inbox, t.deliveries.c.body,
-                       t.deliveries.c.attempts, t.deliveries.c.first_failed_at)
-                .where(and_(t.deliveries.c.state == "queued",
-                            t.deliveries.c.next_attempt_at <= now))
-                .order_by(t.deliveries.c.next_attempt_at, t.deliveries.c.id).limit(limit))).all()
-        return [Delivery(id=int(r.id), inbox=r.inbox, body=bytes(r.body), attempts=int(r.attempts),
-                         first_failed_at=as_utc(r.first_failed_at)) for r in rows]
+                select(d.c.id, d.c.inbox, d.c.body, d.c.attempts, d.c.first_failed_at)
+                .where(and_(d.c.inbox == inbox, d.c.state == "queued"))
+                .order_by(d.c.id).limit(limit))).all()
+        return [_delivery(r) for r in rows]
 
-    async def delivered(self, delivery_id: int) -> None:
-        await self._set(delivery_id, state="delivered", delivered_at=utcnow(), last_error=None)
+    async def delivered(self, delivery: Delivery) -> None:
+        await self._set(delivery.id, state="delivered", delivered_at=utcnow(), last_error=None)
 
-    async def retry(self, delivery_id: int, next_at: datetime, error: str) -> None:
+    async def retry(self, delivery: Delivery, next_at: datetime, error: str) -> None:
+        """The head failed: it waits for its backoff, and its destination's queue with it."""
         async with self.store.writing() as conn:
-            await conn.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(
+            await conn.execute(update(t.deliveries).where(t.deliveries.c.id == delivery.id).values(
                 attempts=t.deliveries.c.attempts + 1, next_attempt_at=next_at,
                 first_failed_at=func.coalesce(t.deliveries.c.first_failed_at, utcnow()),
                 last_error=error[:1000]))
+        self._note_failing(delivery.inbox)
 
-    async def stop(self, delivery_id: int, error: str) -> None:
-        await self._set(delivery_id, state="stopped", last_error=error[:1000])
+    async def stop(self, delivery: Delivery, error: str) -> None:
+        await self._set(delivery.id, state="stopped", last_error=error[:1000])
 
-    async def park(self, delivery_id: int, error: str) -> None:
-        await self._set(delivery_id, state="parked", last_error=error[:1000])
-        self._parked = None  # re-read on the next resume check
+    async def park(self, delivery: Delivery, error: str) -> None:
+        """Failing for days: park everything queued for the destination (one row's worth
+        of retries, not one per activity)."""
+        d = t.deliveries
+        async with self.store.writing() as conn:
+            await conn.execute(update(d).where(and_(d.c.inbox == delivery.inbox,
+                                                    d.c.state == "queued"))
+                               .values(state="parked"))
+            await conn.execute(update(d).where(d.c.id == delivery.id)
+                               .values(last_error=error[:1000]))
+        self._note_failing(delivery.inbox)
+
+    def _note_failing(self, inbox: str) -> None:
+        if self._failing is not None:
+            self._failing.add((urlsplit(inbox).hostname or "").lower())
 
     async def resume_host(self, host: str) -> int:
-        """A parked peer contacted us: queue its deliveries again, now."""
+        """A peer contacted us: whatever waits for it (parked, or in backoff) goes now,
+        in order."""
         host = host.lower()
-        # Called on every inbox hit: answer from a set of parked hosts refreshed each
-        # minute (other processes park too) instead of writing every time.
-        if self._parked is None or time.monotonic() - self._parked_at > self.PARKED_REFRESH_S:
+        d = t.deliveries
+        # Called on every inbox hit: answer from a set of failing hosts refreshed each
+        # minute (other processes fail deliveries too) instead of writing every time.
+        if self._failing is None or time.monotonic() - self._failing_at > self.FAILING_REFRESH_S:
             async with self.engine.connect() as conn:
-                self._parked = {r[0] for r in (await conn.execute(
-                    select(t.deliveries.c.host).where(t.deliveries.c.state == "parked")
+                self._failing = {r[0] for r in (await conn.execute(
+                    select(d.c.host).where(or_(
+                        d.c.state == "parked",
+                        and_(d.c.state == "queued", d.c.first_failed_at.is_not(None))))
                     .distinct())).all()}
-            self._parked_at = time.monotonic()
-        if host not in self._parked:
+            self._failing_at = time.monotonic()
+        if host not in self._failing:
             return 0
-        self._parked.discard(host)
+        self._failing.discard(host)
         async with self.store.writing() as conn:
-            res = await conn.execute(update(t.deliveries).where(and_(
-                t.deliveries.c.host == host.lower(), t.deliveries.c.state == "parked"))
+            res = await conn.execute(update(d).where(and_(
+                d.c.host == host, or_(d.c.state == "parked", and_(
+                    d.c.state == "queued", d.c.first_failed_at.is_not(None)))))
                 .values(state="queued", next_attempt_at=utcnow(), first_failed_at=None))
         return int(res.rowcount or 0)
 
@@ -302,6 +342,11 @@ class FederationStore:
             return PageItems([(r.id, r.value) for r in rows], more_older=True, more_newer=more)
         return PageItems([(r.id, r.value) for r in rows], more_older=more,
                          more_newer=req.max_id is not None)
+
+
+def _delivery(r: Any) -> Delivery:
+    return Delivery(id=int(r.id), inbox=r.inbox, body=bytes(r.body), attempts=int(r.attempts),
+                    first_failed_at=as_utc(r.first_failed_at))
 
 
 # Activity types the handler acts on: their bodies are worth keeping in the log.

@@ -1,5 +1,5 @@
-"""FEP-8b32 eddsa-jcs-2022 proofs: the FEP's test vector, an independent implementation,
-and tampering."""
+"""FEP-8b32 eddsa-jcs-2022 proofs: the W3C form we sign (Fedify's vector), the early FEP
+form we still accept, an independent implementation, and tampering."""
 
 from __future__ import annotations
 
@@ -33,16 +33,53 @@ FEP_CREATED = datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC)
 FEP_METHOD = "https://server.example/users/alice#ed25519-key"
 
 
-def test_fep_8b32_vector_signs_and_verifies() -> None:
+# The same key signing in the W3C form (vc-di-eddsa: the document's @context in the
+# proof configuration): Fedify's test vector (npm @fedify/fedify 2.3.6, sig/proof.test).
+W3C_DOC = {
+    "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/data-integrity/v1"],
+    "id": "https://server.example/activities/1",
+    "type": "Create",
+    "actor": "https://server.example/users/alice",
+    "object": {
+        "id": "https://server.example/objects/1",
+        "type": "Note",
+        "attributedTo": "https://server.example/users/alice",
+        "content": "Hello world",
+        "location": {"type": "Place", "longitude": -71.184902, "latitude": 25.273962},
+    },
+}
+W3C_PROOF_VALUE = ("zLaewdp4H9kqtwyrLatK4cjY5oRHwVcw4gibPSUDYDMhi4M49v8pcYk3ZB6D69dNpAPbUmY8ocuJ3m9"
+                   "KhKJEEg7z")
+
+
+def test_we_sign_in_the_w3c_form_as_fedify_does() -> None:
     key = load_ed25519_private_multibase(FEP_KEY)
-    signed = create_proof(FEP_DOC, key, FEP_METHOD, created=FEP_CREATED)
+    signed = create_proof(W3C_DOC, key, FEP_METHOD, created=FEP_CREATED)
     assert signed["proof"] == {
         "type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022",
         "verificationMethod": FEP_METHOD, "proofPurpose": "assertionMethod",
-        "created": "2023-02-24T23:36:38Z", "proofValue": FEP_PROOF_VALUE,
+        "created": "2023-02-24T23:36:38Z", "proofValue": W3C_PROOF_VALUE,
     }
     assert verify_proof(signed, key.public_key()).verification_method == FEP_METHOD
     assert proof_method(signed) == FEP_METHOD
+    # A proof that states the @context itself verifies too.
+    stated = {**signed, "proof": {**signed["proof"], "@context": W3C_DOC["@context"]}}
+    verify_proof(stated, key.public_key())
+
+
+def test_the_early_fep_8b32_form_still_verifies() -> None:
+    key = load_ed25519_private_multibase(FEP_KEY)
+    legacy = {**FEP_DOC, "proof": {
+        "type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022",
+        "verificationMethod": FEP_METHOD, "proofPurpose": "assertionMethod",
+        "created": "2023-02-24T23:36:38Z", "proofValue": FEP_PROOF_VALUE}}
+    assert verify_proof(legacy, key.public_key()).created == "2023-02-24T23:36:38Z"
+    # ... and is no longer what we emit for that document.
+    assert create_proof(FEP_DOC, key, FEP_METHOD, created=FEP_CREATED)["proof"]["proofValue"] \
+        != FEP_PROOF_VALUE
+    legacy["proof"]["created"] = "2023-02-24T23:36:39Z"
+    with pytest.raises(SignatureError):
+        verify_proof(legacy, key.public_key())
 
 
 def test_multikey_round_trip() -> None:
@@ -138,12 +175,10 @@ def test_key_order_and_whitespace_do_not_matter(key: ed25519.Ed25519PrivateKey) 
     verify_proof(reordered, key.public_key())
 
 
-def test_independent_implementation_both_ways(key: ed25519.Ed25519PrivateKey) -> None:
-    """apsig's FEP-8b32 code verifies our proofs, and we verify its."""
-    from apsig import ProofSigner, ProofVerifier
-
-    ours = create_proof(DOC, key, "https://a.example/actor#ed25519-key")
-    assert ProofVerifier(key.public_key()).verify(ours) is not None
+def test_we_verify_an_independent_implementations_proofs(key: ed25519.Ed25519PrivateKey) -> None:
+    """apsig signs in the early FEP-8b32 form; we accept it. (apsig does not verify the
+    W3C form we emit; real Fedify does: tests/interop/test_fedify.py.)"""
+    from apsig import ProofSigner
 
     theirs = ProofSigner(key).sign(DOC, {
         "type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022",
