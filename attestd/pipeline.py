@@ -147,7 +147,9 @@ class CheckPipeline:
         hashes = lookup.hashes
         assert hashes is not None
         if self.classify_unknown:
-            await self.jobs.submit(sha, data, "unknown")
+            # Shielded: a deadline that ends the check here must not cancel the job, or an
+            # image accepted under on_unknown = accept would never be classified.
+            await asyncio.shield(self.jobs.submit(sha, data, "unknown"))
             verdict = await self.jobs.wait_for_verdict(sha, self.policy.deadline_s)
             if verdict is not None:
                 return CheckOutcome(sha, self.policy.actions.for_label(verdict.label),

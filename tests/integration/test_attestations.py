@@ -129,7 +129,9 @@ async def _classify(node: Node, labels: dict[str, str]) -> list[float]:
     async with aiohttp.ClientSession() as s:
         client = HttpJobClient(s, node.base, token)
         pending = set(labels)
+        give_up = time.monotonic() + 120
         while pending:
+            assert time.monotonic() < give_up, f"no job for {sorted(pending)} on {node.name}"
             for job in await client.claim(8, 5.0):
                 await client.image(Job(job.id, job.sha256))
                 await client.result(job, Classification(
