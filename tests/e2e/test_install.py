@@ -6,6 +6,8 @@ import packages and the command keep the name ``attestd``.
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -42,14 +44,43 @@ def test_distribution_name_is_not_pypis_attestd() -> None:
     assert project["scripts"]["attestd"] == "attestd.cli:main"
 
 
-def test_readme_installs_name_this_project_only() -> None:
-    readme = (ROOT / "README.md").read_text("utf-8")
-    docs = [readme] + [p.read_text("utf-8") for p in sorted((ROOT / "docs").glob("*.md"))]
-    lines = [ln for text in docs for ln in text.splitlines() if "pip install" in ln]
-    assert lines, "the README documents an install line"
-    for line in lines:
-        # `pip install 'attestd[...]'` or `pip install attestd` would fetch PyPI's attestd.
-        assert "'attestd[" not in line and not line.rstrip().endswith("pip install attestd"), line
+def _pip_installs(text: str) -> list[list[str]]:
+    """The package arguments of every `pip install` in code (fenced blocks and `spans`)."""
+    code = re.findall(r"```.*?```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+    found = []
+    for block in code:
+        for line in block.splitlines():
+            for cmd in re.findall(r"pip install (.*)", line):
+                cmd = re.split(r"#|&&|;", cmd)[0]
+                args = shlex.split(cmd.replace("…", ""))
+                specs, skip = [], False
+                for arg in args:
+                    if skip:
+                        skip = False
+                    elif arg in ("--index-url", "-i", "-r", "-w", "--find-links"):
+                        skip = True
+                    elif not arg.startswith("-"):
+                        specs.append(arg)
+                found.append(specs)
+    return found
+
+
+def test_docs_install_this_project_or_its_own_dependencies_only() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    declared = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower()
+                for deps in [project["dependencies"], *project["optional-dependencies"].values()]
+                for d in deps}
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    installs = [specs for path in texts for specs in _pip_installs(path.read_text("utf-8"))]
+    assert any(s and s[0].startswith(".") for s in installs), "a from-clone install line"
+    assert any(s and s[0].startswith(f"{DIST}[") for s in installs), "a git URL install line"
+    for specs in installs:
+        for spec in specs:
+            if spec.startswith((".", "/", "~")):
+                continue  # a clone on disk
+            name = re.split(r"[<>=\[ @]", spec, maxsplit=1)[0].lower()
+            # Plain "attestd" would fetch PyPI's unrelated attestd.
+            assert name == DIST or name in declared, f"installs another project: {spec!r}"
 
 
 @pytest.mark.timeout(900)
