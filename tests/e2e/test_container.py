@@ -185,6 +185,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         copy = tmp_path / unit.name
         copy.write_text(unit.read_text("utf-8").replace("/opt/attestd/bin/", bindir), "utf-8")
         units.append(str(copy))
+    assert len(units) == 2, units
     proc = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, timeout=60)
     # Unknown or misspelt keys are only warnings: any output counts as a failure.
     assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), \
