@@ -264,6 +264,8 @@ def image() -> Iterator[tuple[list[str], str]]:
              "--build-arg", "PIP_NO_INDEX=1", "--build-arg", "PIP_FIND_LINKS=/src/wheels",
              "-t", TEST_IMAGE, str(ctx)], timeout=1800)
     yield podman, TEST_IMAGE
+    # The build stage's layers (compiler, wheels) would pile up run after run.
+    subprocess.run([*podman, "image", "prune", "-f"], capture_output=True, timeout=300)
 
 
 def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
