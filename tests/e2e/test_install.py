@@ -97,6 +97,7 @@ def test_clone_and_git_url_installs_give_a_working_attestd(tmp_path: Path) -> No
     help_text = _run(venv / "bin" / "attestd", "--help")
     assert "federated image-hash attestation node" in help_text
     assert "serve" in help_text and "init" in help_text
+    assert _run(venv / "bin" / "attestd", "--version").strip().startswith("attestd ")
     located = _run(py, "-c", "import attestd, scanner, activitypub; print(attestd.__file__)",
                    cwd=tmp_path)
     assert located.startswith(str(venv)), located
@@ -115,3 +116,4 @@ def test_clone_and_git_url_installs_give_a_working_attestd(tmp_path: Path) -> No
     _run(py, "-m", "pip", "install", "-q", "--no-deps",
          f"{DIST}[postgres] @ git+file://localhost{tree}")
     assert "serve" in _run(venv / "bin" / "attestd", "--help")
+    assert _run(venv / "bin" / "attestd", "--version").strip().startswith("attestd ")
