@@ -43,8 +43,9 @@ def describe_failure(exc: BaseException) -> str:
         return (f"the disk is full ({first}): free space where the database and "
                 "node.data_dir live, then run the command again")
     if isinstance(exc, OSError):
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"cannot use{where}: {exc.strerror or first}"
+        if exc.filename:
+            return f"cannot use {exc.filename}: {exc.strerror or first}"
+        return first
     if isinstance(exc, OperationalError | InterfaceError):
         return (f"the database failed: {first}; check that it is running and writable "
                 "and that [database] url names it")
