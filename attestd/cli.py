@@ -156,6 +156,7 @@ def _check_schema(cfg: Config) -> None:
 @click.option("--port", type=int, help="Port to listen on (default: server.port)")
 def serve(host: str | None, port: int | None) -> None:
     """Run the node's HTTP server."""
+    from attestd.config import split_listen
     from attestd.http import create_app, serving
     from attestd.http.appkeys import METRICS
     from attestd.logs import RedactingAccessLogger
@@ -164,8 +165,9 @@ def serve(host: str | None, port: int | None) -> None:
     load_keys(cfg.keys_dir)
     _check_schema(cfg)  # fail fast, with the command to run, before binding the port
     app = create_app(cfg)
+    public = split_listen(cfg.server.public_listen) if cfg.server.public_listen else None
     serving.run(app, cfg.server, host or cfg.server.host, port or cfg.server.port,
-                access_log_class=RedactingAccessLogger,
+                access_log_class=RedactingAccessLogger, public=public,
                 on_refused=app[METRICS].connections_refused.inc, echo=click.echo)
 
 

@@ -16,6 +16,7 @@ from attestd.config import PictrsConfig
 from attestd.errors import RequestError
 from attestd.http.appkeys import CONFIG, PIPELINE
 from attestd.http.body import read_upload
+from attestd.http.proxies import client_of
 from attestd.model import CheckOutcome
 
 # Status for an unreadable image the policy rejects, by what was wrong with it.
@@ -37,18 +38,32 @@ def add_routes(app: web.Application) -> None:
 async def scan_as_caller(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG].pictrs
     caller = request.match_info["caller"]
-    actor = authorise_caller(cfg, caller, request.remote)
+    client = client_of(request)
+    actor = authorise_caller(cfg, caller, client.address, via_untrusted_hop=client.untrusted_hop)
     return await _scan(request, actor)
 
 
 async def scan_by_address(request: web.Request) -> web.Response:
-    actor = authorise_caller(request.app[CONFIG].pictrs, IP_CALLER, request.remote)
+    client = client_of(request)
+    actor = authorise_caller(request.app[CONFIG].pictrs, IP_CALLER, client.address,
+                             via_untrusted_hop=client.untrusted_hop)
     return await _scan(request, actor)
 
 
-def authorise_caller(cfg: PictrsConfig, caller: str, remote: str | None) -> str:
-    """The audit name of an allowed caller; raises RequestError 401 otherwise."""
+def authorise_caller(cfg: PictrsConfig, caller: str, remote: str | None, *,
+                     via_untrusted_hop: bool = False) -> str:
+    """The audit name of an allowed caller; raises RequestError 401 otherwise.
+
+    ``via_untrusted_hop``: the request carries forwarding headers that no trusted proxy
+    vouches for. It came through something (a proxy in front of the node), so its address
+    is that relay's, not pict-rs's, and never authorises it."""
     if caller == IP_CALLER:
+        if via_untrusted_hop:
+            raise RequestError(401, "this request came through a proxy (it carries "
+                                    "X-Forwarded-For/Forwarded/X-Real-IP) that is not in "
+                                    "server.trusted_proxies, so its address authorises "
+                                    "nothing; let pict-rs call the private listener directly "
+                                    "or use a caller name from pictrs.allowed_callers")
         if remote and _address_allowed(remote, cfg.allowed_ips):
             return f"pictrs:{remote}"
         raise RequestError(401, f"the address {remote} is not in pictrs.allowed_ips; add its "
