@@ -131,8 +131,6 @@ def real_client(peer: str | None, headers: Mapping[str, str],
     return Client(str(first) if first else None, True, untrusted_hop=False)
 
 
-# Request keys set by the middleware.
-CLIENT_KEY = "attestd_client"
 
 
 class Listeners:
@@ -162,6 +160,8 @@ class Listeners:
 
 
 LISTENERS: web.AppKey[Listeners] = web.AppKey("listeners")
+# Set on each request by the middleware.
+CLIENT_KEY: web.RequestKey[Client] = web.RequestKey("client", Client)
 
 
 def surface_middleware(trusted: tuple[str, ...], header: str,
