@@ -99,7 +99,7 @@ def init(base_url: str | None) -> None:
     cfg = load_config(path)
     if base_url and cfg.node.base_url != base_url.rstrip("/"):
         click.echo(f"note: node.base_url stays {cfg.node.base_url}; edit {path} to change it")
-    cfg.node.data_dir.mkdir(parents=True, exist_ok=True)
+    cfg.node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for created in ensure_keys(cfg.keys_dir):
         click.echo(f"generated {created}")
     load_keys(cfg.keys_dir)  # refuses keys that are unreadable or readable by others
@@ -116,11 +116,11 @@ def db_upgrade() -> None:
     """Create or migrate the database schema to this version's newest revision."""
     from alembic import command
 
-    from attestd.db.engine import alembic_config
+    from attestd.db.engine import alembic_config, private_sqlite_file
 
     cfg = _config()
     if cfg.database.url.startswith("sqlite:///"):
-        Path(cfg.database.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(cfg.database.url[len("sqlite:///"):]))
     try:
         command.upgrade(alembic_config(cfg.database.url), "head")
     except Exception as exc:
@@ -562,3 +562,8 @@ cli.add_command(hashes)
 from attestd.cli_sweep import sweep  # noqa: E402
 
 cli.add_command(sweep)
+
+from attestd.cli_ops import backup, restore  # noqa: E402
+
+cli.add_command(backup)
+cli.add_command(restore)

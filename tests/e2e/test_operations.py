@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import stop_server, wait_for
-from tests.e2e.test_cli_and_serve import ATTESTD, _get, home, fresh_db_url, run  # noqa: F401
+from tests.conftest import free_port, stop_server, wait_for
+from tests.e2e.test_cli_and_serve import (  # noqa: F401
+    ATTESTD,
+    _get,
+    fresh_db_url,
+    home,
+    post,
+    run,
+)
+from tests.images import jpeg
 
 
 def test_sigterm_stops_the_node_promptly_while_a_worker_long_polls(
@@ -51,3 +61,64 @@ def test_sigterm_stops_the_node_promptly_while_a_worker_long_polls(
     # a loaded test machine).
     assert took < 5, f"attestd serve took {took:.1f} s to stop after SIGTERM"
     assert answered == [200]  # the worker got an empty answer, not a reset
+
+
+def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    base = f"http://127.0.0.1:{env['ATTESTD_SERVER__PORT']}"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([ATTESTD, "serve"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    assert wait_for(lambda: _get(base + "/healthz")[0] == 200, timeout=30), log.read_text()
+    return proc, base
+
+
+def _actor_key(base: str) -> str:
+    return str(json.loads(_get(base + "/actor")[1])["publicKey"]["publicKeyPem"])
+
+
+def test_backup_then_restore_into_an_empty_folder_gives_the_same_node(
+        home: dict[str, str], db_backend: str, tmp_path: Path) -> None:  # noqa: F811
+    run(home, "init")
+    run(home, "db", "upgrade")
+    etc = Path(home["ATTESTD_CONFIG"]).parent
+    if db_backend == "sqlite":
+        assert (etc / "data").stat().st_mode & 0o777 == 0o700
+        assert (etc / "data" / "attestd.db").stat().st_mode & 0o777 == 0o600
+    blocked, fine = jpeg(11, (640, 480)), jpeg(12, (640, 480))
+    (tmp_path / "bad.jpg").write_bytes(blocked)
+    run(home, "override", "block", str(tmp_path / "bad.jpg"), "--note", "reported")
+    proc, base = _serve(home, etc / "serve.log")
+    try:
+        assert wait_for(lambda: post(base + "/api/v1/scan/IPADDR", blocked)[0] == 406)
+        assert post(base + "/api/v1/scan/IPADDR", fine)[0] == 200
+        key = _actor_key(base)
+        archive = tmp_path / "node.tar.gz"
+        out = run(home, "backup", str(archive))  # while the node runs
+    finally:
+        assert stop_server(proc) is not None
+    assert archive.stat().st_mode & 0o777 == 0o600
+    if db_backend == "postgres":
+        assert "pg_dump" in out.stdout
+    again = run(home, "backup", str(archive), check=False)
+    assert again.returncode == 3 and "exists" in again.stderr
+
+    # A new machine: the same configuration, an empty data folder.
+    new_etc = tmp_path / "new" / "etc"
+    new_etc.mkdir(parents=True)
+    shutil.copy(home["ATTESTD_CONFIG"], new_etc / "config.toml")
+    moved = {**home, "ATTESTD_CONFIG": str(new_etc / "config.toml"),
+             "ATTESTD_SERVER__PORT": str(free_port())}
+    run(moved, "restore", str(archive))
+    refused = run(moved, "restore", str(archive), check=False)
+    assert refused.returncode == 3 and "not empty" in refused.stderr
+    keys = sorted((new_etc / "data" / "keys").iterdir())
+    assert [k.name for k in keys] == ["ed25519.pem", "rsa-2048.pem"]
+    assert all(k.stat().st_mode & 0o777 == 0o600 for k in keys)
+    run(moved, "db", "upgrade")
+    proc, base = _serve(moved, new_etc / "serve.log")
+    try:
+        assert _actor_key(base) == key
+        assert post(base + "/api/v1/scan/IPADDR", blocked)[0] == 406
+        assert post(base + "/api/v1/scan/IPADDR", fine)[0] == 200
+    finally:
+        assert stop_server(proc) is not None
