@@ -61,7 +61,7 @@ def cli() -> None:
 
 def _config() -> Config:
     cfg = load_config(require_file=False)
-    setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s)
+    setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s, cfg.logging.format)
     return cfg
 
 

@@ -270,6 +270,8 @@ class LoggingConfig(_Section):
     # A condition that repeats (connections refused, clients gone mid-upload, review
     # copies not kept) is logged once per this many seconds, with a count.
     repeat_interval_s: float = Field(60.0, ge=0, le=86400)
+    # "text": one readable line per record; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
 
 
 class Config(_Section):

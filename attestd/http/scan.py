@@ -9,6 +9,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import logging
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from attestd.errors import RequestError
 from attestd.http.appkeys import CONFIG, PIPELINE
 from attestd.http.body import read_upload
 from attestd.http.proxies import client_of
+from attestd.logs import REPEAT_KEY
 from attestd.model import CheckOutcome
 
 # Status for an unreadable image the policy rejects, by what was wrong with it.
@@ -28,6 +30,8 @@ _UNHASHABLE_STATUS = {"deadline": 503, "busy": 503, "timeout": 422, "crashed": 4
                       "budget": 422}
 
 IP_CALLER = "IPADDR"
+
+log = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application) -> None:
@@ -103,8 +107,20 @@ async def _scan(request: web.Request, actor: str) -> web.Response:
         raise RequestError(400, "the body is empty: send the image bytes")
     outcome = await request.app[PIPELINE].check(data, actor=actor)
     status = status_for(outcome)
+    if outcome.decision != "accept":
+        log_rejection(outcome, status)
     headers = {"Retry-After": "10"} if status == 503 else None
     return web.json_response(outcome.as_json(), status=status, headers=headers)
+
+
+def log_rejection(outcome: CheckOutcome, status: int) -> None:
+    """One line per rejected upload: what decided, never who asked (caller names are
+    secrets). Unreadable or unhashable junk, the usual flood, is thinned out."""
+    kind = outcome.unreadable_kind or outcome.unhashable_kind
+    extra = {REPEAT_KEY: f"rejected_{kind}"} if kind else None
+    log.info("rejected %s %d: %s by %s%s", outcome.sha256[:16], status,
+             outcome.label or "unjudged", outcome.source, f" ({kind})" if kind else "",
+             extra=extra)
 
 
 def status_for(outcome: CheckOutcome) -> int:
