@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -107,7 +108,7 @@ def test_backup_then_restore_into_an_empty_folder_gives_the_same_node(
     new_etc.mkdir(parents=True)
     shutil.copy(home["ATTESTD_CONFIG"], new_etc / "config.toml")
     moved = {**home, "ATTESTD_CONFIG": str(new_etc / "config.toml"),
-             "ATTESTD_SERVER__PORT": str(free_port())}
+             "ATTESTD_SERVER__PORT": str(free_port()), "ATTESTD_LOGGING__FORMAT": "json"}
     run(moved, "restore", str(archive))
     refused = run(moved, "restore", str(archive), check=False)
     assert refused.returncode == 3 and "not empty" in refused.stderr
@@ -122,3 +123,9 @@ def test_backup_then_restore_into_an_empty_folder_gives_the_same_node(
         assert post(base + "/api/v1/scan/IPADDR", fine)[0] == 200
     finally:
         assert stop_server(proc) is not None
+    # logging.format = "json": the rejection is one JSON object on one line.
+    records = [json.loads(line) for line in (new_etc / "serve.log").read_text().splitlines()
+               if line.startswith("{")]
+    rejected = [r for r in records if r["message"].startswith("rejected")]
+    assert len(rejected) == 1 and rejected[0]["level"] == "INFO", records
+    assert hashlib.sha256(blocked).hexdigest()[:16] in rejected[0]["message"]
