@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import free_port, stop_server, wait_for
 from tests.e2e.test_cli_and_serve import (  # noqa: F401
@@ -129,3 +133,33 @@ def test_backup_then_restore_into_an_empty_folder_gives_the_same_node(
     rejected = [r for r in records if r["message"].startswith("rejected")]
     assert len(rejected) == 1 and rejected[0]["level"] == "INFO", records
     assert hashlib.sha256(blocked).hexdigest()[:16] in rejected[0]["message"]
+
+
+def test_port_in_use_is_one_line_and_exit_3(home: dict[str, str], db_backend: str) -> None:  # noqa: F811
+    if db_backend != "sqlite":
+        pytest.skip("the listener does not depend on the database")
+    run(home, "init")
+    run(home, "db", "upgrade")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(home["ATTESTD_SERVER__PORT"])))
+        taken.listen()
+        proc = run(home, "serve", check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("attestd: cannot listen") and "server.port" in line, proc.stderr
+
+
+def test_database_down_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+    env["ATTESTD_CONFIG"] = str(tmp_path / "config.toml")
+    run(env, "init")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env["ATTESTD_DATABASE__URL"] = f"postgresql://attestd:secret@127.0.0.1:{port}/attestd"
+    for args in (("override", "list"), ("workers", "list")):
+        proc = run(env, *args, check=False)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "cannot reach the database" in proc.stderr and "secret" not in proc.stderr
