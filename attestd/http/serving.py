@@ -242,9 +242,10 @@ async def serving(app: web.Application, cfg: ServerConfig, host: str, port: int,
     wanted = cfg.max_connections
     n = 2 if public else 1
     # Each listener has its own backlog and closing reserve; the descriptors left are split.
-    total = connection_limit(wanted * n, raise_fd_limit(
-        n * (wanted + BACKLOG + MAX_CLOSING) + FD_RESERVE * 2))
-    limit = max(1, min(wanted, (total - (n - 1) * (BACKLOG + MAX_CLOSING)) // n))
+    fd_limit = raise_fd_limit(n * (wanted + BACKLOG + MAX_CLOSING) + FD_RESERVE * 2)
+    if fd_limit is not None and n > 1:
+        fd_limit -= (n - 1) * (BACKLOG + MAX_CLOSING)  # connection_limit counts one set
+    limit = max(1, min(wanted, connection_limit(wanted * n, fd_limit) // n))
     if limit < wanted:
         log.warning("server.max_connections lowered from %d to %d to fit the open-file "
                     "limit (ulimit -n); raise that limit to allow more", wanted, limit)
