@@ -23,7 +23,11 @@ class BlobStore:
         path = self.path(sha256)
         if path.exists():
             return path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Every folder 0700, not only the last (mkdir's mode applies to that one alone): the
+        # names are sha256s, which say which images the node holds for review.
+        for folder in (self.root.parent, self.root, path.parent.parent, path.parent):
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:

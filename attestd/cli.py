@@ -92,7 +92,7 @@ def _config(*, database: bool = True, optional: bool = False) -> Config:
         raise ConfigError(f"no configuration file at {path} ({how}): run `attestd init` to "
                           "write one there, or give the node's with --config PATH")
     cfg = load_config(path)
-    setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s)
+    setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s, cfg.logging.format)
     if database:
         _check_schema(cfg)
     return cfg
@@ -132,7 +132,7 @@ def init(base_url: str | None) -> None:
     cfg = load_config(path)
     if base_url and cfg.node.base_url != base_url.rstrip("/"):
         click.echo(f"note: node.base_url stays {cfg.node.base_url}; edit {path} to change it")
-    cfg.node.data_dir.mkdir(parents=True, exist_ok=True)
+    cfg.node.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for created in ensure_keys(cfg.keys_dir):
         click.echo(f"generated {created}")
     load_keys(cfg.keys_dir)  # refuses keys that are unreadable or readable by others
@@ -149,11 +149,11 @@ def db_upgrade() -> None:
     """Create or migrate the database schema to this version's newest revision."""
     from alembic import command
 
-    from attestd.db.engine import alembic_config
+    from attestd.db.engine import alembic_config, private_sqlite_file
 
     cfg = _config(database=False)
     if cfg.database.url.startswith("sqlite:///"):
-        Path(cfg.database.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(cfg.database.url[len("sqlite:///"):]))
     try:
         command.upgrade(alembic_config(cfg.database.url), "head")
     except Exception as exc:
@@ -199,6 +199,7 @@ def _check_schema(cfg: Config) -> None:
 @click.option("--port", type=int, help="Port to listen on (default: server.port)")
 def serve(host: str | None, port: int | None) -> None:
     """Run the node's HTTP server."""
+    from attestd.config import split_listen
     from attestd.http import create_app, serving
     from attestd.http.appkeys import METRICS
     from attestd.logs import RedactingAccessLogger
@@ -208,8 +209,9 @@ def serve(host: str | None, port: int | None) -> None:
         _require_classifier()
     load_keys(cfg.keys_dir)
     app = create_app(cfg)
+    public = split_listen(cfg.server.public_listen) if cfg.server.public_listen else None
     serving.run(app, cfg.server, host or cfg.server.host, port or cfg.server.port,
-                access_log_class=RedactingAccessLogger,
+                access_log_class=RedactingAccessLogger, public=public,
                 on_refused=app[METRICS].connections_refused.inc, echo=click.echo)
 
 
@@ -629,3 +631,8 @@ cli.add_command(hashes)
 from attestd.cli_sweep import sweep  # noqa: E402
 
 cli.add_command(sweep)
+
+from attestd.cli_ops import backup, restore  # noqa: E402
+
+cli.add_command(backup)
+cli.add_command(restore)

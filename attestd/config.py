@@ -63,6 +63,42 @@ class ServerConfig(_Section):
     keepalive_timeout_s: float = Field(15.0, gt=0, le=3600)
     # An upload's whole body must arrive within this.
     body_timeout_s: float = Field(60.0, gt=0, le=3600)
+    # HOST:PORT of a separate public listener (federation only); host:port above then
+    # serves only the private routes (scan, workers, admin, metrics). Empty: one listener.
+    public_listen: str = ""
+    # Peers (CIDRs) whose proxy_header is believed; nobody's by default.
+    trusted_proxies: tuple[str, ...] = ()
+    proxy_header: Literal["X-Forwarded-For", "Forwarded"] = "X-Forwarded-For"
+
+    @field_validator("public_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            split_listen(v)
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_networks(v)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as (host, port)."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8081 or [::1]:8081)")
+    return host, int(port)
+
+
+def _check_networks(v: tuple[str, ...]) -> tuple[str, ...]:
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"{net!r} is not an IP network (use CIDR, e.g. 10.0.0.0/8)") from None
+    return v
 
 
 class DatabaseConfig(_Section):
@@ -261,6 +297,8 @@ class LoggingConfig(_Section):
     # A condition that repeats (connections refused, clients gone mid-upload, review
     # copies not kept) is logged once per this many seconds, with a count.
     repeat_interval_s: float = Field(60.0, ge=0, le=86400)
+    # "text": one readable line per record; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
 
 
 class Config(_Section):

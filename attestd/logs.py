@@ -17,9 +17,17 @@ _SCAN_CALLER = re.compile(r"^(/api/v1/scan/)([^/?]+)")
 REPEAT_KEY = "repeat_key"
 
 
-def setup_logging(level: str, repeat_interval_s: float = 60.0) -> None:
+def setup_logging(level: str, repeat_interval_s: float = 60.0, fmt: str = "text") -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        formatter = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                  rename_fields={"asctime": "time", "levelname": "level",
+                                                 "name": "logger"})
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter)
     if repeat_interval_s > 0:
         for handler in logging.getLogger().handlers:
             handler.addFilter(RepeatFilter(repeat_interval_s))
@@ -39,7 +47,11 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """Method, path with secrets removed, status and time; no query strings, no headers."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method,
+        # Here, not at the top: attestd.http imports this module. The real client, as far
+        # as server.trusted_proxies vouch for it, not the proxy in front.
+        from attestd.http.proxies import client_of
+
+        self.logger.info("%s %s %s %d %.1fms", client_of(request).address, request.method,
                          redact_path(request.path), response.status, time * 1000)
 
 

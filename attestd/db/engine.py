@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,11 +43,23 @@ def create_engine(url: str) -> AsyncEngine:
     if aurl.startswith("sqlite+aiosqlite:///"):
         path = sqlite_path(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(path)
         engine = create_async_engine(aurl, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file readable only by the node's user (SQLite copies its mode
+    to the -wal and -shm files); tighten one left readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            with contextlib.suppress(OSError):  # not ours to change: leave it, still works
+                os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -42,6 +42,14 @@ def describe_failure(exc: BaseException) -> str:
             or "disk is full" in first or "No space left" in first:
         return (f"the disk is full ({first}): free space where the database and "
                 "node.data_dir live, then run the command again")
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen: {first}; another process (pict-rs, or an attestd already "
+                "running?) has that port: stop it, or choose another with server.port or "
+                "server.public_listen")
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                                  errno.ETIMEDOUT, errno.ENETUNREACH):
+        return (f"cannot reach the database ({first}): check that PostgreSQL is running "
+                "and that [database] url names its host and port")
     if isinstance(exc, OSError):
         if exc.filename:
             return f"cannot use {exc.filename}: {exc.strerror or first}"

@@ -16,6 +16,7 @@ from attestd.http import activitypub_routes, admin_api, admin_pages, hma_api, jo
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
+from attestd.http.proxies import LISTENERS, Listeners, surface_middleware
 from attestd.metrics import Metrics
 from attestd.model import Verdict
 from attestd.review import expire_loop, kind_for_verdict
@@ -25,14 +26,19 @@ from scanner import ImageHashes
 
 def create_app(config: Config) -> web.Application:
     """The node's aiohttp application; its resources start and stop with it."""
+    listeners = Listeners()
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[surface_middleware(config.server.trusted_proxies,
+                                        config.server.proxy_header, listeners.surface_of),
+                     error_middleware],
         # The scan handler streams and caps the body itself; this caps form parsing.
         client_max_size=config.pictrs.max_body_bytes,
     )
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[LISTENERS] = listeners
     app.cleanup_ctx.append(_node_services)
+    app.on_shutdown.append(_stop_long_polls)
     app.cleanup_ctx.append(_federation)
     if config.classifier.enabled:
         app.cleanup_ctx.append(_in_node_worker)
@@ -61,6 +67,13 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         expiry.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await expiry
+
+
+async def _stop_long_polls(app: web.Application) -> None:
+    # Runs before open requests are waited for: long-polling workers must not hold up
+    # SIGTERM for up to the long-poll's wait.
+    if JOBS in app:
+        await app[JOBS].stop_waiting()
 
 
 async def _federation(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import logging
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ from attestd.config import PictrsConfig
 from attestd.errors import RequestError
 from attestd.http.appkeys import CONFIG, PIPELINE
 from attestd.http.body import read_upload
+from attestd.http.proxies import client_of
+from attestd.logs import REPEAT_KEY
 from attestd.model import CheckOutcome
 
 # Status for an unreadable image the policy rejects, by what was wrong with it.
@@ -28,6 +31,8 @@ _UNHASHABLE_STATUS = {"deadline": 503, "busy": 503, "timeout": 422, "crashed": 4
 
 IP_CALLER = "IPADDR"
 
+log = logging.getLogger(__name__)
+
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/scan/{caller}", scan_as_caller)
@@ -37,18 +42,32 @@ def add_routes(app: web.Application) -> None:
 async def scan_as_caller(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG].pictrs
     caller = request.match_info["caller"]
-    actor = authorise_caller(cfg, caller, request.remote)
+    client = client_of(request)
+    actor = authorise_caller(cfg, caller, client.address, via_untrusted_hop=client.untrusted_hop)
     return await _scan(request, actor)
 
 
 async def scan_by_address(request: web.Request) -> web.Response:
-    actor = authorise_caller(request.app[CONFIG].pictrs, IP_CALLER, request.remote)
+    client = client_of(request)
+    actor = authorise_caller(request.app[CONFIG].pictrs, IP_CALLER, client.address,
+                             via_untrusted_hop=client.untrusted_hop)
     return await _scan(request, actor)
 
 
-def authorise_caller(cfg: PictrsConfig, caller: str, remote: str | None) -> str:
-    """The audit name of an allowed caller; raises RequestError 401 otherwise."""
+def authorise_caller(cfg: PictrsConfig, caller: str, remote: str | None, *,
+                     via_untrusted_hop: bool = False) -> str:
+    """The audit name of an allowed caller; raises RequestError 401 otherwise.
+
+    ``via_untrusted_hop``: the request carries forwarding headers that no trusted proxy
+    vouches for. It came through something (a proxy in front of the node), so its address
+    is that relay's, not pict-rs's, and never authorises it."""
     if caller == IP_CALLER:
+        if via_untrusted_hop:
+            raise RequestError(401, "this request came through a proxy (it carries "
+                                    "X-Forwarded-For/Forwarded/X-Real-IP) that is not in "
+                                    "server.trusted_proxies, so its address authorises "
+                                    "nothing; let pict-rs call the private listener directly "
+                                    "or use a caller name from pictrs.allowed_callers")
         if remote and _address_allowed(remote, cfg.allowed_ips):
             return f"pictrs:{remote}"
         raise RequestError(401, f"the address {remote} is not in pictrs.allowed_ips; add its "
@@ -88,8 +107,20 @@ async def _scan(request: web.Request, actor: str) -> web.Response:
         raise RequestError(400, "the body is empty: send the image bytes")
     outcome = await request.app[PIPELINE].check(data, actor=actor)
     status = status_for(outcome)
+    if outcome.decision != "accept":
+        log_rejection(outcome, status)
     headers = {"Retry-After": "10"} if status == 503 else None
     return web.json_response(outcome.as_json(), status=status, headers=headers)
+
+
+def log_rejection(outcome: CheckOutcome, status: int) -> None:
+    """One line per rejected upload: what decided, never who asked (caller names are
+    secrets). Unreadable or unhashable junk, the usual flood, is thinned out."""
+    kind = outcome.unreadable_kind or outcome.unhashable_kind
+    extra = {REPEAT_KEY: f"rejected_{kind}"} if kind else None
+    log.info("rejected %s %d: %s by %s%s", outcome.sha256[:16], status,
+             outcome.label or "unjudged", outcome.source, f" ({kind})" if kind else "",
+             extra=extra)
 
 
 def status_for(outcome: CheckOutcome) -> int:

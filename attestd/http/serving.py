@@ -23,6 +23,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
 from attestd.config import ServerConfig
+from attestd.http.proxies import LISTENERS
 from attestd.logs import REPEAT_KEY
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ BACKLOG = 128
 # (one accept burst can close a backlog's worth): while this many are closing, new
 # connections are refused instead.
 MAX_CLOSING = BACKLOG
+# How long SIGTERM waits for requests in flight before cancelling them: an admin's restart
+# (systemd, docker stop) must not hang on them. Long-polling workers are ended at once.
+SHUTDOWN_GRACE_S = 1.0
 
 _BUSY_BODY = (b'{"error": "the node has as many open connections as server.max_connections '
               b'allows; try again shortly"}')
@@ -215,16 +219,33 @@ class CappedSite(web.TCPSite):
         sockets = self._server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        """The (address, port) of each socket listening now."""
+        server = self._server
+        if not isinstance(server, asyncio.base_events.Server):
+            return []
+        return [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in server.sockets]
+
 
 @contextlib.asynccontextmanager
 async def serving(app: web.Application, cfg: ServerConfig, host: str, port: int, *,
                   access_log_class: type[AbstractAccessLogger] | None = None,
                   on_refused: Callable[[], None] | None = None,
+                  public: tuple[str, int] | None = None,
                   ) -> AsyncIterator[CappedSite]:
-    """Start ``app`` listening on ``host:port`` under ``cfg``'s limits; stopped on exit."""
+    """Start ``app`` listening on ``host:port`` under ``cfg``'s limits; stopped on exit.
+
+    With ``public`` (host, port), that second listener serves the public routes and
+    ``host:port`` only the private ones, each under its own connection cap (a flood on the
+    public side cannot crowd out pict-rs). The site yielded is ``host:port``'s."""
     wanted = cfg.max_connections
-    limit = connection_limit(wanted, raise_fd_limit(wanted + BACKLOG + MAX_CLOSING
-                                                    + FD_RESERVE * 2))
+    n = 2 if public else 1
+    # Each listener has its own backlog and closing reserve; the descriptors left are split.
+    fd_limit = raise_fd_limit(n * (wanted + BACKLOG + MAX_CLOSING) + FD_RESERVE * 2)
+    if fd_limit is not None and n > 1:
+        fd_limit -= (n - 1) * (BACKLOG + MAX_CLOSING)  # connection_limit counts one set
+    limit = max(1, min(wanted, connection_limit(wanted * n, fd_limit) // n))
     if limit < wanted:
         log.warning("server.max_connections lowered from %d to %d to fit the open-file "
                     "limit (ulimit -n); raise that limit to allow more", wanted, limit)
@@ -232,21 +253,39 @@ async def serving(app: web.Application, cfg: ServerConfig, host: str, port: int,
                                  "lingering_time": LINGER_S}
     if access_log_class is not None:
         kwargs["access_log_class"] = access_log_class
-    runner = web.AppRunner(app, handle_signals=False, **kwargs)  # type: ignore[arg-type]
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S,
+                           **kwargs)  # type: ignore[arg-type]
     await runner.setup()
+    public_server: web.Server | None = None
+    public_site: CappedSite | None = None
     try:
         assert runner.server is not None
+        if public is not None:
+            # A server of its own, so its connections are counted (and capped) apart.
+            public_server = app._make_handler(**kwargs)  # type: ignore[arg-type]
+            public_cap = ConnectionCap(public_server, limit, on_refused,
+                                       slow_body_s=cfg.body_timeout_s)
+            public_site = CappedSite(runner, public[0], public[1], public_cap, backlog=BACKLOG)
+            await public_site.start()
+            app[LISTENERS].add("public", public_site.bound)
         cap = ConnectionCap(runner.server, limit, on_refused, slow_body_s=cfg.body_timeout_s)
         site = CappedSite(runner, host, port, cap, backlog=BACKLOG)
         await site.start()
+        app[LISTENERS].add("private" if public is not None else "combined", site.bound)
         yield site
     finally:
+        if public_site is not None:
+            await public_site.stop()
+        if public_server is not None:
+            public_server.pre_shutdown()
+            await public_server.shutdown(SHUTDOWN_GRACE_S)
         await runner.cleanup()
 
 
 def run(app: web.Application, cfg: ServerConfig, host: str, port: int, *,
         access_log_class: type[AbstractAccessLogger] | None = None,
         on_refused: Callable[[], None] | None = None,
+        public: tuple[str, int] | None = None,
         echo: Callable[[str], None] = print) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down cleanly."""
 
@@ -256,8 +295,17 @@ def run(app: web.Application, cfg: ServerConfig, host: str, port: int, *,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with serving(app, cfg, host, port, access_log_class=access_log_class,
-                           on_refused=on_refused) as site:
-            echo(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
+                           on_refused=on_refused, public=public) as site:
+            if public is not None:
+                echo(f"======== Public (federation) on http://{_hostport(*public)} ========")
+                echo(f"======== Private (pict-rs, workers, admin) on {site.name} ========")
+            else:
+                echo(f"======== Running on {site.name} ========")
+            echo("(Press CTRL+C to quit)")
             await stop.wait()
 
     asyncio.run(main())
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -44,6 +44,15 @@ class JobQueue:
         self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
         # Set by the federation side: attest the verdict to followers, flag it for review.
         self.on_verdict: VerdictHook | None = None
+        # Set when the node shuts down: long-polls answer at once instead of holding the
+        # shutdown for up to max_wait_s.
+        self._stopping = False
+
+    async def stop_waiting(self) -> None:
+        """End every long-poll now (they answer no jobs), and any later one at once."""
+        self._stopping = True
+        async with self._queued:
+            self._queued.notify_all()
 
     async def submit(self, sha256: str, data: bytes, reason: str) -> None:
         """Keep the bytes and queue the image; wakes claimers waiting in this process."""
@@ -79,7 +88,7 @@ class JobQueue:
             claimed = await self._unjudged(
                 worker, await self.jobs.claim(worker, max_jobs, self.settings.lease_s))
             remaining = deadline - asyncio.get_running_loop().time()
-            if claimed or remaining <= 0:
+            if claimed or remaining <= 0 or self._stopping:
                 return claimed
             async with self._queued:
                 try:
