@@ -33,7 +33,7 @@ def backup(file: Path) -> None:
                    "(stop the node first).")
 def restore(file: Path, force: bool) -> None:
     """Restore a backup from FILE into this configuration's (empty) data folder."""
-    cfg = _config()
+    cfg = _config(database=False)  # the database is what this brings back
     done = restore_backup(file, cfg.database.url, cfg.node.data_dir, cfg.keys_dir, force=force)
     click.echo(f"restored keys {', '.join(done.keys)} into {cfg.keys_dir}"
                + (" and the database" if done.database == "sqlite" else ""))

@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from attestd.db.failures import describe_failure
 from attestd.errors import DatabaseNotReady
 
 
@@ -97,7 +98,7 @@ async def check_schema_current(engine: AsyncEngine, url: str) -> None:
         async with engine.connect() as conn:
             rev = await conn.run_sync(current)
     except Exception as exc:  # connection refused, bad credentials, …
-        raise DatabaseNotReady(f"cannot open the database: {exc}") from exc
+        raise DatabaseNotReady(describe_failure(exc)) from exc
     if rev is None:
         raise DatabaseNotReady("the database has no schema yet: run `attestd db upgrade` first")
     if rev != head:
