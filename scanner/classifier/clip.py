@@ -25,6 +25,9 @@ from scanner.classifier.base import Classification, model_id_problem
 
 log = logging.getLogger(__name__)
 
+# Models built from weights in this process: one worker serving many nodes loads one.
+_model_loads = 0
+
 
 @dataclass(frozen=True, slots=True)
 class ClipSettings:
@@ -140,6 +143,10 @@ class ClipClassifier:
                     'classifier.pretrained = "none" gives random weights, which are useless for '
                     "real images; set classifier.allow_random_weights = true only for tests "
                     "and benchmarks")
+            global _model_loads
+            _model_loads += 1
+            log.info("loading %s/%s on %s (model load %d in this process)", settings.model,
+                     settings.pretrained, self.device, _model_loads)
             model, _, preprocess = open_clip.create_model_and_transforms(
                 settings.model, pretrained=None if random_weights else settings.pretrained,
                 cache_dir=settings.cache_dir, device=self.device,
