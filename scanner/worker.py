@@ -45,7 +45,9 @@ class WorkerUnavailable(Exception):
 
 def image_for_classification(data: bytes, sha256: str, limits: DecodeLimits) -> Image.Image:
     """Check the bytes are the job's (sha256), decode within the same limits as hashing,
-    and return the first frame as RGB. Raises UnreadableImage.
+    and return the first frame in its own mode (palette, 1-bit, RGBA, CMYK…): the classifier's
+    transform resizes before it converts to RGB, as horde-safety's own path does, and
+    converting here first would shift scores. Raises UnreadableImage.
     """
     if sha256_hex(data) != sha256:
         raise UnreadableImage("corrupt", "the image's sha256 does not match the job's")
@@ -58,7 +60,8 @@ def image_for_classification(data: bytes, sha256: str, limits: DecodeLimits) -> 
                 raise UnreadableImage("unsupported", f"{im.format} images are not supported")
             if im.width * im.height > limits.max_pixels:
                 raise UnreadableImage("too_large", f"{im.width}x{im.height} is over the pixel limit")
-            return im.convert("RGB")
+            im.load()
+            return im.copy()
     except UnreadableImage:
         raise
     except Exception as exc:

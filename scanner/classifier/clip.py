@@ -91,10 +91,20 @@ class BatchedInterrogator:
         """L2-normalised image features, one row per image (float32)."""
         import torch
 
-        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
+        batch = torch.stack([self._prepare(im) for im in images])
         with torch.no_grad():
             feats = self.model.encode_image(batch.to(self.device, dtype=self.dtype)).float()
         return feats / feats.norm(dim=-1, keepdim=True)
+
+    def _prepare(self, image: Image.Image) -> Any:
+        """open_clip's transform on the image as decoded, as clip_interrogator does: it
+        resizes in the image's own mode, then converts to RGB (converting first shifts
+        the scores of palette, 1-bit and RGBA images)."""
+        try:
+            return self.preprocess(image)
+        except (ValueError, OSError):
+            # A mode PIL cannot resize (where horde-safety's path would fail): RGB first.
+            return self.preprocess(image.convert("RGB"))
 
     def image_to_features(self, image: Image.Image) -> Any:
         """Features of one image: taken from the current batch when it is part of it."""

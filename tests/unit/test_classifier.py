@@ -95,3 +95,65 @@ def test_model_id_names_a_local_checkpoint_by_digest(tmp_path: Any) -> None:
     mid = model_id(ClipSettings(model="ViT-L-14", pretrained=str(ckpt)))
     assert mid.startswith("ViT-L-14/sha256:") and "horde-safety-" in mid
     assert model_id(ClipSettings()).startswith("ViT-L-14/openai+horde-safety-")
+
+
+def horde_safety_reference(classifier: ClipClassifier) -> Any:
+    """horde-safety's own path around the same model: clip_interrogator's ``Interrogator``
+    with horde-safety's patches (``get_interrogator_no_blip``), minus the model download."""
+    ci = pytest.importorskip("clip_interrogator")
+    from horde_safety import interrogate
+    from horde_safety.nsfw_checker_class import NSFWChecker
+
+    ref = ci.Interrogator.__new__(ci.Interrogator)  # __init__ would download models
+    ref.config = ci.Config(clip_model_name=f"{TINY}/none", device="cpu")
+    ref.device, ref.dtype = "cpu", torch.float32
+    ref.caption_offloaded = ref.clip_offloaded = True
+    inter = classifier.interrogator
+    ref.clip_model, ref.clip_preprocess, ref.tokenize = (inter.model, inter.preprocess,
+                                                         inter.tokenizer)
+    # horde-safety's similarities patch, bound to this object only; its text cache is
+    # process-wide, keyed by text alone, so start it empty for this model.
+    interrogate._cached_text_array_features.clear()
+    ref.similarities = interrogate._similarities_hijack.__get__(ref)
+    return NSFWChecker(ref, None)
+
+
+def _scores(result: Any) -> dict[str, float]:
+    return {**{f"predicate:{k}": v for k, v in result.all_predicate_scores.items()},
+            **{f"concept:{k}": v for k, v in result.nsfw_similarity_results.items()}}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "1", "RGBA", "CMYK", "L", "LA"])
+def test_scores_match_horde_safetys_own_path_for_every_image_mode(
+        classifier: ClipClassifier, mode: str) -> None:
+    """The node decodes the uploaded bytes as its worker does; horde-safety gets the image
+    as PIL opens it. Same model, same scores, whatever the mode."""
+    import io
+
+    from scanner.decoding import DecodeLimits
+    from scanner.hashes import sha256_hex
+    from scanner.worker import image_for_classification
+    from tests.images import encode
+
+    reference = horde_safety_reference(classifier)
+    try:
+        worst = 0.0
+        for seed in range(3):
+            base = scene(60 + seed, (300 + 40 * seed, 200))
+            if mode == "RGBA":
+                base.putalpha(Image.linear_gradient("L").resize(base.size))
+            im = base if mode == "RGBA" else base.convert(mode)
+            fmt = {"CMYK": "JPEG", "RGB": "JPEG", "P": "GIF"}.get(mode, "PNG")
+            data = encode(im, fmt)
+            with Image.open(io.BytesIO(data)) as opened:
+                assert opened.mode == mode
+                ref = _scores(reference.check_for_nsfw(opened))
+            ours = classifier.all_scores(
+                [image_for_classification(data, sha256_hex(data), DecodeLimits())], batched=True)
+            worst = max(worst, *(abs(ours[0][k] - ref[k]) for k in ref))
+        # horde-safety rounds to 4 places: anything above one unit is a real difference.
+        assert worst <= 1.5e-4, f"{mode}: scores differ by up to {worst:.4f}"
+    finally:
+        from horde_safety import interrogate
+
+        interrogate._cached_text_array_features.clear()
