@@ -490,7 +490,8 @@ def worker(nodes: tuple[str, ...], tokens: tuple[str, ...], token_files: tuple[P
     settings = ClipSettings(model=model or c.model, pretrained=pretrained or c.pretrained,
                             cache_dir=c.cache_dir or None,
                             device=device or c.device, batch_size=batch or c.batch_size,
-                            allow_random_weights=c.allow_random_weights)
+                            allow_random_weights=c.allow_random_weights,
+                            attest_unlisted_weights=c.attest_unlisted_weights)
     try:
         classifier = ClipClassifier(settings)
     except ClassifierSetupError as exc:

@@ -120,3 +120,17 @@ async def test_one_worker_process_classifies_for_two_nodes_with_one_model(
     finally:
         await a.runner.cleanup()
         await b.runner.cleanup()
+
+
+def test_a_missing_relative_checkpoint_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "worker.toml"
+    config.write_text('[classifier]\nmodel = "ViT-B-32"\npretrained = "models/tuned.pt"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+    run = subprocess.run([ATTESTD, "worker", "--node", "http://127.0.0.1:9", "--token", "t",
+                          "--device", "cpu"], env={**env, "ATTESTD_CONFIG": str(config)},
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert "classifier.pretrained: no checkpoint file at" in run.stderr
+    assert str(tmp_path / "conf" / "models" / "tuned.pt") in run.stderr
+    assert "Traceback" not in run.stderr
