@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -445,54 +446,80 @@ def workers_remove(name: str) -> None:
 
 
 @cli.command()
-@click.option("--node", required=True, help="The node's URL, e.g. https://attestd.example.org")
-@click.option("--token", envvar="ATTESTD_WORKER_TOKEN", required=True,
-              help="Bearer token from `attestd workers add` (or $ATTESTD_WORKER_TOKEN, which "
-                   "keeps it out of the process list)")
+@click.option("--node", "nodes", multiple=True, required=True,
+              help="A node's URL, e.g. https://attestd.example.org; repeat to serve several "
+                   "nodes with one model (each gets its turn, batch by batch)")
+@click.option("--token", "tokens", multiple=True, envvar="ATTESTD_WORKER_TOKEN",
+              help="Bearer token from `attestd workers add`, one per --node in the same order "
+                   "(or $ATTESTD_WORKER_TOKEN, which keeps it out of the process list)")
+@click.option("--token-file", "token_files", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file holding a node's token, one per --node in the same order")
+@click.option("--model", help="open_clip model (default: classifier.model)")
+@click.option("--pretrained", help="open_clip weights tag or checkpoint path "
+                                   "(default: classifier.pretrained)")
 @click.option("--device", help="cuda, cuda:1, mps or cpu (default: classifier.device)")
 @click.option("--batch", type=int, help="Images per batch (default: classifier.batch_size)")
-def worker(node: str, token: str, device: str | None, batch: int | None) -> None:
-    """Classify jobs for a node on this machine's GPU until stopped (SIGTERM finishes the
-    batch in hand and gives the rest back)."""
+def worker(nodes: tuple[str, ...], tokens: tuple[str, ...], token_files: tuple[Path, ...],
+           model: str | None, pretrained: str | None, device: str | None,
+           batch: int | None) -> None:
+    """Classify jobs for one or more nodes on this machine's GPU until stopped (SIGTERM
+    finishes the batch in hand and gives the rest back). Tokens for several nodes: one
+    --token or --token-file each, or $ATTESTD_WORKER_TOKENS=tok1,tok2."""
     import signal as _signal
 
     import aiohttp
 
     from scanner.classifier.clip import ClassifierSetupError, ClipClassifier, ClipSettings
-    from scanner.worker import run_worker
-    from scanner.worker_client import HttpJobClient, WorkerAuthError
+    from scanner.worker import run_workers
+    from scanner.worker_client import HttpJobClient, WorkerAuthError, pair_nodes_with_tokens
 
+    many = os.environ.get("ATTESTD_WORKER_TOKENS", "")
+    sources = [s for s in ([f.read_text() for f in token_files], list(tokens),
+                           [t for t in many.split(",") if t.strip()]) if s]
+    if len(sources) > 1:
+        raise click.UsageError("tokens given more than one way: use --token-file, --token "
+                               "($ATTESTD_WORKER_TOKEN) or $ATTESTD_WORKER_TOKENS, not several")
+    try:
+        pairs = pair_nodes_with_tokens(nodes, sources[0] if sources else [])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     # A worker needs no database, and often runs on another machine with no config file:
     # then the built-in defaults and ATTESTD_CLASSIFIER__* apply.
     cfg = _config(database=False, optional=True)
     _require_classifier()
     c = cfg.classifier
-    settings = ClipSettings(model=c.model, pretrained=c.pretrained, cache_dir=c.cache_dir or None,
+    settings = ClipSettings(model=model or c.model, pretrained=pretrained or c.pretrained,
+                            cache_dir=c.cache_dir or None,
                             device=device or c.device, batch_size=batch or c.batch_size,
-                            allow_random_weights=c.allow_random_weights)
+                            allow_random_weights=c.allow_random_weights,
+                            attest_unlisted_weights=c.attest_unlisted_weights)
     try:
         classifier = ClipClassifier(settings)
     except ClassifierSetupError as exc:
         raise AttestdError(f"the classifier cannot start: {exc}") from None
     click.echo(f"worker ready: {classifier.model_id} on {classifier.device}, "
-               f"batches of {settings.batch_size}, node {node}")
+               f"batches of {settings.batch_size}, nodes {' '.join(n for n, _ in pairs)}")
 
-    async def go() -> int:
+    async def go() -> list[int]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (_signal.SIGTERM, _signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with aiohttp.ClientSession() as session:
-            client = HttpJobClient(session, node, token)
-            return await run_worker(client, classifier.classify_batch,
-                                    batch=settings.batch_size, stop=stop)
+            clients = [HttpJobClient(session, n, t) for n, t in pairs]
+            return await run_workers(clients, classifier.classify_batch,
+                                     batch=settings.batch_size, stop=stop)
 
     try:
         done = _run(go)
     except WorkerAuthError as exc:
         click.echo(f"attestd: the node refused the token: {exc}", err=True)
         sys.exit(EXIT_SETUP)
-    click.echo(f"worker stopped after {done} jobs")
+    if len(pairs) > 1:
+        for (n, _), k in zip(pairs, done, strict=True):
+            click.echo(f"{n}: {k} jobs")
+    click.echo(f"worker stopped after {sum(done)} jobs")
 
 
 def _require_classifier() -> None:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from attestd.errors import ConfigError
+from scanner.classifier.clip import looks_like_path
 
 ENV_PREFIX = "ATTESTD_"
 CONFIG_ENV = "ATTESTD_CONFIG"
@@ -170,6 +171,8 @@ class ClassifierConfig(_Section):
     device: str = "auto"
     batch_size: int = Field(16, ge=1, le=1024)
     allow_random_weights: bool = False
+    # Attest verdicts of a checkpoint file that is not a published one (by digest).
+    attest_unlisted_weights: bool = False
 
 
 class WorkersConfig(_Section):
@@ -458,7 +461,11 @@ def _resolve_paths(cfg: Config, source: Path) -> Config:
         rel = url[len("sqlite:///"):]
         if rel and rel != ":memory:":
             url = "sqlite:///" + str((base / rel).resolve())
+    pretrained = cfg.classifier.pretrained
+    if looks_like_path(pretrained) and not Path(pretrained).expanduser().is_absolute():
+        pretrained = str((base / Path(pretrained).expanduser()).resolve())
     return cfg.model_copy(update={
+        "classifier": cfg.classifier.model_copy(update={"pretrained": pretrained}),
         "node": cfg.node.model_copy(update={"data_dir": data_dir.resolve()}),
         "database": cfg.database.model_copy(update={"url": url}),
         "source": source,

@@ -12,7 +12,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -45,7 +45,9 @@ class WorkerUnavailable(Exception):
 
 def image_for_classification(data: bytes, sha256: str, limits: DecodeLimits) -> Image.Image:
     """Check the bytes are the job's (sha256), decode within the same limits as hashing,
-    and return the first frame as RGB. Raises UnreadableImage.
+    and return the first frame in its own mode (palette, 1-bit, RGBA, CMYK…): the classifier's
+    transform resizes before it converts to RGB, as horde-safety's own path does, and
+    converting here first would shift scores. Raises UnreadableImage.
     """
     if sha256_hex(data) != sha256:
         raise UnreadableImage("corrupt", "the image's sha256 does not match the job's")
@@ -58,21 +60,28 @@ def image_for_classification(data: bytes, sha256: str, limits: DecodeLimits) -> 
                 raise UnreadableImage("unsupported", f"{im.format} images are not supported")
             if im.width * im.height > limits.max_pixels:
                 raise UnreadableImage("too_large", f"{im.width}x{im.height} is over the pixel limit")
-            return im.convert("RGB")
+            im.load()
+            return im.copy()
     except UnreadableImage:
         raise
     except Exception as exc:
         raise UnreadableImage("corrupt", f"cannot decode for classification: {exc}") from None
 
 
-async def run_worker(client: JobClient, classify: Callable[[list[Image.Image]], list[Classification]],
+Classify = Callable[[list[Image.Image]], list[Classification]]
+
+
+async def run_worker(client: JobClient, classify: Classify,
                      *, batch: int, stop: asyncio.Event, wait_s: float = 20.0,
-                     limits: DecodeLimits | None = None, max_backoff_s: float = 60.0) -> int:
+                     limits: DecodeLimits | None = None, max_backoff_s: float = 60.0,
+                     turn: asyncio.Lock | None = None) -> int:
     """Work until ``stop`` is set; returns how many jobs it finished.
 
     On stop, the batch in hand is finished and anything claimed but not done is released.
+    ``turn``, shared by the loops of several nodes, lets one model classify for all of them.
     """
     limits = limits or DecodeLimits()
+    turn = turn or asyncio.Lock()
     done = 0
     backoff = 1.0
     while not stop.is_set():
@@ -104,7 +113,10 @@ async def run_worker(client: JobClient, classify: Callable[[list[Image.Image]], 
                     await client.fail(job, exc.reason)
                     pending.remove(job)
             if ready:
-                results = await asyncio.to_thread(classify, images)
+                # One batch on the model at a time (its batch state is not thread-safe);
+                # the lock hands turns out first come, first served, so nodes alternate.
+                async with turn:
+                    results = await asyncio.to_thread(classify, images)
                 for job, res in zip(ready, results, strict=True):
                     await client.result(job, res)
                     pending.remove(job)
@@ -118,3 +130,27 @@ async def run_worker(client: JobClient, classify: Callable[[list[Image.Image]], 
                 except WorkerUnavailable:
                     pass
     return done
+
+
+async def run_workers(clients: Sequence[JobClient], classify: Classify, *, batch: int,
+                      stop: asyncio.Event, **kw: Any) -> list[int]:
+    """One loop per node around one model, taking turns batch by batch; returns each
+    node's finished jobs, in order. When one loop fails (a refused token), the others
+    finish their batch in hand and give back the rest, then the error is raised.
+    """
+    turn = asyncio.Lock()
+    inner = asyncio.Event()
+    tasks = [asyncio.create_task(run_worker(c, classify, batch=batch, stop=inner, turn=turn,
+                                            **kw)) for c in clients]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        # A loop ends only on stop or an error: either way, the rest finish cleanly.
+        await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        inner.set()
+        stopper.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for o in outcomes:
+        if isinstance(o, BaseException):
+            raise o
+    return [int(o) for o in outcomes]  # type: ignore[arg-type]

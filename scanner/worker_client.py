@@ -24,6 +24,7 @@ class HttpJobClient:
 
     def __init__(self, session: aiohttp.ClientSession, node_url: str, token: str) -> None:
         self.session = session
+        self.node_url = node_url
         self.base = node_url.rstrip("/") + "/api/v1/jobs"
         self._auth = {"Authorization": f"Bearer {token}"}
 
@@ -70,11 +71,27 @@ class HttpJobClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise WorkerUnavailable(str(exc) or type(exc).__name__) from None
 
-    @staticmethod
-    async def _check(r: aiohttp.ClientResponse) -> None:
+    async def _check(self, r: aiohttp.ClientResponse) -> None:
         if r.status == 401:
-            raise WorkerAuthError((await r.text())[:300])
+            raise WorkerAuthError(f"{self.node_url}: {(await r.text())[:300]}")
         if r.status >= 500 or r.status in (408, 429):
             raise WorkerUnavailable(f"HTTP {r.status}")
         if r.status >= 400:
             raise WorkerUnavailable(f"HTTP {r.status}: {(await r.text())[:200]}")
+
+
+def pair_nodes_with_tokens(nodes: Sequence[str], tokens: Sequence[str]) -> list[tuple[str, str]]:
+    """Each node with its token, in the order given; ValueError says what does not match."""
+    if not nodes:
+        raise ValueError("give at least one --node URL")
+    seen = {n.rstrip("/") for n in nodes}
+    if len(seen) != len(nodes):
+        raise ValueError("a --node is given twice: each node once, with its own token")
+    if len(tokens) != len(nodes):
+        raise ValueError(f"{len(nodes)} --node URLs but {len(tokens)} tokens: give one token "
+                         "per node, in the same order (--token-file per node, or "
+                         "$ATTESTD_WORKER_TOKENS separated by commas)")
+    empty = [n for n, t in zip(nodes, tokens, strict=True) if not t.strip()]
+    if empty:
+        raise ValueError(f"the token for {empty[0]} is empty")
+    return [(n, t.strip()) for n, t in zip(nodes, tokens, strict=True)]

@@ -124,7 +124,8 @@ async def _in_node_worker(app: web.Application) -> AsyncIterator[None]:
     classifier = await asyncio.to_thread(ClipClassifier, ClipSettings(
         model=cfg.model, pretrained=cfg.pretrained, cache_dir=cfg.cache_dir or None,
         device=cfg.device, batch_size=cfg.batch_size,
-        allow_random_weights=cfg.allow_random_weights))
+        allow_random_weights=cfg.allow_random_weights,
+        attest_unlisted_weights=cfg.attest_unlisted_weights))
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(LocalJobClient(app[JOBS]), classifier.classify_batch,
                                           batch=cfg.batch_size, stop=stop, wait_s=5.0),

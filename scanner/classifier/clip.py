@@ -25,6 +25,9 @@ from scanner.classifier.base import Classification, model_id_problem
 
 log = logging.getLogger(__name__)
 
+# Models built from weights in this process: one worker serving many nodes loads one.
+_model_loads = 0
+
 
 @dataclass(frozen=True, slots=True)
 class ClipSettings:
@@ -34,6 +37,9 @@ class ClipSettings:
     device: str = "auto"  # auto = cuda -> mps -> cpu
     batch_size: int = 16
     allow_random_weights: bool = False
+    # Verdicts from a checkpoint file that is not a published one (by digest) are kept
+    # local unless the admin vouches for the weights.
+    attest_unlisted_weights: bool = False
 
 
 class ClassifierSetupError(Exception):
@@ -88,10 +94,20 @@ class BatchedInterrogator:
         """L2-normalised image features, one row per image (float32)."""
         import torch
 
-        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
+        batch = torch.stack([self._prepare(im) for im in images])
         with torch.no_grad():
             feats = self.model.encode_image(batch.to(self.device, dtype=self.dtype)).float()
         return feats / feats.norm(dim=-1, keepdim=True)
+
+    def _prepare(self, image: Image.Image) -> Any:
+        """open_clip's transform on the image as decoded, as clip_interrogator does: it
+        resizes in the image's own mode, then converts to RGB (converting first shifts
+        the scores of palette, 1-bit and RGBA images)."""
+        try:
+            return self.preprocess(image)
+        except (ValueError, OSError):
+            # A mode PIL cannot resize (where horde-safety's path would fail): RGB first.
+            return self.preprocess(image.convert("RGB"))
 
     def image_to_features(self, image: Image.Image) -> Any:
         """Features of one image: taken from the current batch when it is part of it."""
@@ -135,24 +151,39 @@ class ClipClassifier:
         self.device = pick_device(settings.device)
         random_weights = settings.pretrained == "none"
         if model is None:
+            if not random_weights and looks_like_path(settings.pretrained) and not Path(
+                    settings.pretrained).is_file():
+                raise ClassifierSetupError(
+                    f"classifier.pretrained: no checkpoint file at {settings.pretrained} "
+                    "(a relative path is read from the config file's folder)")
             if random_weights and not settings.allow_random_weights:
                 raise ClassifierSetupError(
                     'classifier.pretrained = "none" gives random weights, which are useless for '
                     "real images; set classifier.allow_random_weights = true only for tests "
                     "and benchmarks")
+            global _model_loads
+            _model_loads += 1
+            log.info("loading %s/%s on %s (model load %d in this process)", settings.model,
+                     settings.pretrained, self.device, _model_loads)
             model, _, preprocess = open_clip.create_model_and_transforms(
                 settings.model, pretrained=None if random_weights else settings.pretrained,
                 cache_dir=settings.cache_dir, device=self.device,
                 precision="fp16" if self.device == "cuda" else "fp32")
             tokenizer = open_clip.get_tokenizer(settings.model)
         model.eval()
+        self.quick_gelu = uses_quick_gelu(model)
         if random_weights:
             log.warning("CLASSIFIER USES RANDOM WEIGHTS (%s): its labels mean nothing and are "
                         "never published", settings.model)
         self.random_weights = random_weights
         self.interrogator = BatchedInterrogator(model, preprocess, tokenizer, self.device)
         self.checker = NSFWChecker(self.interrogator, None)
-        self.model_id = model_id(settings)
+        self.model_id = model_id(settings, quick_gelu=self.quick_gelu)
+        self.publishable = publishable_weights(settings)
+        if not self.publishable and not random_weights:
+            log.warning("classifier weights %s are not a published %s checkpoint (by digest): "
+                        "its verdicts stay on this node; set classifier.attest_unlisted_weights "
+                        "= true to attest them", self.model_id, settings.model)
 
     def classify_batch(self, images: Sequence[Image.Image]) -> list[Classification]:
         """Classify images in batches of ``batch_size`` (one encode_image call each)."""
@@ -186,7 +217,7 @@ class ClipClassifier:
             label, scores = "ok", {}
         return Classification(label=label, model_id=self.model_id,
                               scores={k: round(float(v), 4) for k, v in scores.items()},
-                              publishable=not self.random_weights)
+                              publishable=self.publishable)
 
     def all_scores(self, images: Sequence[Image.Image], batched: bool = True) -> list[dict[str, float]]:
         """Every predicate and concept score per image (to compare batched and unbatched)."""
@@ -206,22 +237,79 @@ class ClipClassifier:
         return out
 
 
-def model_id(settings: ClipSettings) -> str:
-    """Model, weights (tag or checkpoint digest) and horde-safety version, for provenance."""
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def looks_like_path(pretrained: str) -> bool:
+    """A checkpoint file rather than an open_clip tag (tags have no slashes or suffixes)."""
+    return "/" in pretrained or "\\" in pretrained or pretrained.endswith(_CHECKPOINT_SUFFIXES)
+
+
+def uses_quick_gelu(model: Any) -> bool:
+    """Whether the built model uses QuickGELU: ``openai`` weights score differently without
+    it, and open_clip versions differ in which one they build for the same name."""
+    from open_clip.transformer import QuickGELU
+
+    return any(isinstance(m, QuickGELU) for m in model.modules())
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def published_digests(model: str) -> set[str]:
+    """sha256 digests open_clip publishes for ``model``'s checkpoints (in their URLs).
+    Only full-length digests count: an 8-digit prefix is too easy to collide with."""
+    from open_clip import pretrained as op
+
+    out = set()
+    for cfg in op._PRETRAINED.get(model, {}).values():
+        url = cfg.get("url") or ""
+        parts = url.split("/")
+        if len(parts) >= 2 and len(parts[-2]) == 64:
+            try:
+                int(parts[-2], 16)
+            except ValueError:
+                continue
+            out.add(parts[-2].lower())
+    return out
+
+
+def publishable_weights(settings: ClipSettings) -> bool:
+    """Verdicts are attested for an open_clip tag, or a checkpoint file whose digest is a
+    published one; any other checkpoint only when the admin vouches for it; random
+    weights never."""
+    import open_clip
+
+    if settings.pretrained == "none":
+        return False
+    if not looks_like_path(settings.pretrained):
+        return settings.pretrained in open_clip.list_pretrained_tags_by_model(settings.model)
+    if file_sha256(settings.pretrained) in published_digests(settings.model):
+        return True
+    return settings.attest_unlisted_weights
+
+
+def model_id(settings: ClipSettings, *, quick_gelu: bool | None = None) -> str:
+    """Model, activation, weights (tag or checkpoint digest), open_clip and horde-safety
+    versions, for provenance: peers decide by it whether to trust a verdict."""
     weights = settings.pretrained
     if weights == "none":
         weights = "RANDOM-WEIGHTS"
     elif Path(weights).is_file():
-        h = hashlib.sha256()
-        with open(weights, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        weights = f"sha256:{h.hexdigest()[:16]}"
-    try:
-        hs = metadata.version("horde-safety")
-    except metadata.PackageNotFoundError:
-        hs = "unknown"
-    made = f"{settings.model}/{weights}+horde-safety-{hs}"
+        weights = f"sha256:{file_sha256(weights)[:16]}"
+    versions = []
+    for dist in ("open_clip_torch", "horde-safety"):
+        try:
+            versions.append(metadata.version(dist))
+        except metadata.PackageNotFoundError:
+            versions.append("unknown")
+    act = "" if quick_gelu is None else ("+quickgelu" if quick_gelu else "+gelu")
+    made = f"{settings.model}/{weights}{act}+open_clip-{versions[0]}+horde-safety-{versions[1]}"
     problem = model_id_problem(made)
     if problem is not None:
         raise ClassifierSetupError(f"the model id {made[:80]!r}… cannot be used: {problem}; "

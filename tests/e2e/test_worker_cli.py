@@ -68,3 +68,69 @@ async def test_worker_command_classifies_and_refuses_bad_tokens(tmp_path: Path,
         assert token not in out  # the secret is never printed back
     finally:
         await node.runner.cleanup()
+
+
+@pytest.mark.timeout(400)
+async def test_one_worker_process_classifies_for_two_nodes_with_one_model(
+        tmp_path: Path, db_url: str, db_backend: str, request: pytest.FixtureRequest) -> None:
+    from tests.conftest import migrate
+    from tests.integration.test_jobs import _token
+
+    if db_backend == "sqlite":
+        other_db = f"sqlite:///{tmp_path / 'b.db'}"
+    else:
+        other_db = request.getfixturevalue("postgres").create_database()
+    await asyncio.to_thread(migrate, other_db)  # it runs its own event loop
+    a = await start_node(tmp_path / "a", db_url, workers={"enabled": True})
+    b = await start_node(tmp_path / "b", other_db, workers={"enabled": True})
+    try:
+        tokens = [await _token(a, "shared-gpu"), await _token(b, "shared-gpu")]
+        (tmp_path / "b.token").write_text(tokens[1] + "\n")
+        await _queue_images(a, 3, start=700)
+        await _queue_images(b, 2, start=800)
+        worker_env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+        (tmp_path / "worker.toml").write_text("")
+        worker_env.update(ATTESTD_CONFIG=str(tmp_path / "worker.toml"),
+                          ATTESTD_CLASSIFIER__ALLOW_RANDOM_WEIGHTS="true")
+        (tmp_path / "a.token").write_text(tokens[0])
+        log = tmp_path / "worker.log"
+        proc = subprocess.Popen(
+            [ATTESTD, "worker", "--node", a.base, "--node", b.base,
+             "--token-file", str(tmp_path / "a.token"), "--token-file", str(tmp_path / "b.token"),
+             "--model", "ViT-B-32", "--pretrained", "none", "--device", "cpu", "--batch", "2"],
+            env=worker_env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+        async def all_done() -> bool:
+            return ((await a.app[JOBS].jobs.counts()) == {"done": 3}
+                    and (await b.app[JOBS].jobs.counts()) == {"done": 2})
+
+        try:
+            assert await async_wait_for(all_done, timeout=240, interval=0.5), \
+                log.read_text()[-2000:]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(proc.wait, 60)
+        out = log.read_text()
+        assert code == 0 and "worker stopped after 5 jobs" in out, out[-2000:]
+        assert f"{a.base}: 3 jobs" in out and f"{b.base}: 2 jobs" in out
+        # One model in memory for both nodes.
+        assert out.count("(model load 1 in this process)") == 1, out[-2000:]
+        assert "model load 2" not in out
+        assert not any(t in out for t in tokens)
+    finally:
+        await a.runner.cleanup()
+        await b.runner.cleanup()
+
+
+def test_a_missing_relative_checkpoint_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "worker.toml"
+    config.write_text('[classifier]\nmodel = "ViT-B-32"\npretrained = "models/tuned.pt"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTESTD_")}
+    run = subprocess.run([ATTESTD, "worker", "--node", "http://127.0.0.1:9", "--token", "t",
+                          "--device", "cpu"], env={**env, "ATTESTD_CONFIG": str(config)},
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 3, run.stderr[-2000:]
+    assert "classifier.pretrained: no checkpoint file at" in run.stderr
+    assert str(tmp_path / "conf" / "models" / "tuned.pt") in run.stderr
+    assert "Traceback" not in run.stderr
