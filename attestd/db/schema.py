@@ -384,3 +384,14 @@ sweep_cursors = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Image bytes kept for classification ("jobs") and review ("review") when
+# ``[blobs] backend = "database"``: every node process reaches them.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("namespace", String(16), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

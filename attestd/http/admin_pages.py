@@ -285,7 +285,7 @@ async def review_page(request: web.Request, admin: Admin) -> web.Response:
             "item": item,
             "withheld": never_shown and item.sha256 not in admin.session.revealed,
             "opted_in": never_shown and item.sha256 in admin.session.revealed,
-            "has_copy": item.kind != "unreadable" and review.has_copy(item.sha256),
+            "has_copy": item.kind != "unreadable" and await review.has_copy(item.sha256),
         })
     return render(request, "review.html", admin=admin, cards=cards, kind=kind,
                   kinds=REVIEW_KINDS, bad_labels=admin_api.BAD_LABELS)
