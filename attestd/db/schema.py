@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -196,7 +197,19 @@ admin_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revealed", JSON, nullable=True),
+    # [level, text] shown once on the next page, whichever node process serves it.
+    Column("flash", JSON, nullable=True),
     Index("ix_admin_sessions_name", "name"),
+)
+
+# Failed admin logins by "addr:<address>" and "name:<login>", shared by every node
+# process so a load balancer spreading guesses over them gives no fresh free tries.
+admin_login_failures = Table(
+    "admin_login_failures",
+    metadata,
+    Column("key", String(120), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),  # seconds since the epoch
 )
 
 # Activities waiting to be (or already) delivered, one row per destination inbox.
