@@ -330,7 +330,7 @@ review_items = Table(
     "review_items",
     metadata,
     Column("sha256", String(64), primary_key=True),
-    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable | rescan
+    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable | rescan | failed
     Column("reason", Text, nullable=False),
     # The label it was queued with (csam_suspect is never shown without a per-image opt-in).
     Column("label", String(32), nullable=True),
