@@ -176,6 +176,25 @@ class AdminUsers:
             await conn.execute(update(t.admin_sessions).where(
                 t.admin_sessions.c.token_sha256 == digest).values(revealed=revealed))
 
+    async def set_flash(self, secret: str, level: str, message: str) -> None:
+        """The message this session's next page shows once (any node process)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.admin_sessions).where(
+                t.admin_sessions.c.token_sha256 == token_digest(secret))
+                .values(flash=[level, message[:2000]]))
+
+    async def pop_flash(self, secret: str) -> tuple[str, str] | None:
+        """This session's waiting message, taken so it is shown once."""
+        digest = token_digest(secret)
+        s = t.admin_sessions
+        async with self.engine.begin() as conn:
+            flash = (await conn.execute(select(s.c.flash).where(
+                s.c.token_sha256 == digest))).scalar()
+            if not flash:
+                return None
+            await conn.execute(update(s).where(s.c.token_sha256 == digest).values(flash=None))
+        return str(flash[0]), str(flash[1])
+
     async def end_session(self, secret: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(delete(t.admin_sessions).where(

@@ -295,6 +295,20 @@ class SweepConfig(_Section):
         return self
 
 
+class BlobsConfig(_Section):
+    # Where image bytes wait for a worker and copies wait for a reviewer: "local" (the
+    # data folder, one host), or "s3" / "database" so every node process reaches them.
+    backend: Literal["local", "s3", "database"] = "local"
+    s3: SweepS3Config = SweepS3Config()
+
+    @model_validator(mode="after")
+    def _s3_bucket(self) -> BlobsConfig:
+        if self.backend == "s3" and not self.s3.bucket:
+            raise ValueError("blobs.backend is s3 but blobs.s3.bucket is not set: name the "
+                             "bucket the node keeps image bytes in")
+        return self
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # A condition that repeats (connections refused, clients gone mid-upload, review
@@ -317,6 +331,7 @@ class Config(_Section):
     review: ReviewConfig = ReviewConfig()
     federation: FederationConfig = FederationConfig()
     sweep: SweepConfig = SweepConfig()
+    blobs: BlobsConfig = BlobsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # The file the configuration was looked for at (read if it exists); relative paths
@@ -376,6 +391,8 @@ SECRET_FILES: tuple[tuple[str, ...], ...] = (
     ("sweep", "pictrs", "api_token"),
     ("sweep", "s3", "access_key_id"),
     ("sweep", "s3", "secret_access_key"),
+    ("blobs", "s3", "access_key_id"),
+    ("blobs", "s3", "secret_access_key"),
 )
 
 

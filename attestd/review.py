@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Row, case, delete, func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from attestd.blobs import BlobStore
+from attestd.blobs import Blobs
 from attestd.config import ReviewConfig
 from attestd.db import schema as t
 from attestd.db.store import Store, _insert_ignore
@@ -27,8 +27,8 @@ from attestd.model import as_utc, utcnow
 log = logging.getLogger(__name__)
 
 # rescan: accepted under policy.on_unknown = accept_and_rescan, then judged bad: the image
-# is already in storage and someone must act on it.
-REVIEW_KINDS = ("flagged", "disputed", "unreadable", "rescan")
+# is already in storage and someone must act on it. failed: no worker could classify it.
+REVIEW_KINDS = ("flagged", "disputed", "unreadable", "rescan", "failed")
 # Never rendered, even obscured, unless the admin opts in for that one image.
 NEVER_SHOWN_LABELS = frozenset({"csam_suspect"})
 
@@ -57,7 +57,7 @@ class ReviewItem:
 
 
 class ReviewQueue:
-    def __init__(self, store: Store, copies: BlobStore | None = None,
+    def __init__(self, store: Store, copies: Blobs | None = None,
                  limits: ReviewConfig | None = None,
                  on_not_kept: Callable[[str], None] | None = None) -> None:
         self.store = store
@@ -74,7 +74,7 @@ class ReviewQueue:
         if kind == "unreadable" and self.limits is not None:
             return await self._add_unreadable(sha256, reason[:1000], data, caller)
         if data is not None and self.copies is not None:
-            await asyncio.to_thread(self.copies.put, sha256, data)
+            await self.copies.put(sha256, data)
         async with self.store.writing() as conn:
             await conn.execute(_insert_ignore(conn)(t.review_items).values(
                 sha256=sha256, kind=kind, reason=reason[:1000], label=label,
@@ -113,7 +113,7 @@ class ReviewQueue:
                 await conn.execute(update(t.review_items).where(c.sha256 == sha256)
                                    .values(**values))
         if size and data is not None and self.copies is not None:
-            await asyncio.to_thread(self.copies.put, sha256, data)
+            await self.copies.put(sha256, data)
         return True
 
     async def _full(self, conn: AsyncConnection, reason: str, caller: str | None) -> str | None:
@@ -168,7 +168,7 @@ class ReviewQueue:
                 await conn.execute(delete(t.review_items).where(stale & c.sha256.in_(shas)))
         if self.copies is not None:
             for sha in shas:
-                await asyncio.to_thread(self.copies.delete, sha)
+                await self.copies.delete(sha)
         return len(shas)
 
     async def resolve(self, sha256: str) -> bool:
@@ -178,17 +178,17 @@ class ReviewQueue:
                 (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_(None))
                 .values(resolved_at=utcnow()))
         if self.copies is not None:
-            await asyncio.to_thread(self.copies.delete, sha256)
+            await self.copies.delete(sha256)
         return bool(res.rowcount)
 
     async def copy(self, sha256: str) -> bytes | None:
         """The kept bytes of a queued image, if any."""
         if self.copies is None:
             return None
-        return await asyncio.to_thread(self.copies.get, sha256)
+        return await self.copies.get(sha256)
 
-    def has_copy(self, sha256: str) -> bool:
-        return self.copies is not None and self.copies.path(sha256).is_file()
+    async def has_copy(self, sha256: str) -> bool:
+        return self.copies is not None and await self.copies.has(sha256)
 
     async def get(self, sha256: str) -> ReviewItem | None:
         async with self.store.engine.connect() as conn:

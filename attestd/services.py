@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from attestd.bad_hashes import BadHashIndex
-from attestd.blobs import BlobStore
+from attestd.blobs import open_blobs
 from attestd.change_follower import ChangeFollower
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
@@ -57,12 +57,13 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         writes = WriteBehind(store, metrics=metrics)
         writes.start()
         stack.push_async_callback(writes.close)
-        blobs = BlobStore(config.node.data_dir / "blobs")
+        blobs = open_blobs(config, store, "jobs")
         jobs = JobQueue(store, JobStore(store), blobs, JobSettings(
             lease_s=config.workers.lease_s, max_claim=config.workers.max_claim,
             max_wait_s=config.workers.max_wait_s, quorum=config.federation.bad_quorum))
-        review = ReviewQueue(store, BlobStore(config.node.data_dir / "review"), config.review,
+        review = ReviewQueue(store, open_blobs(config, store, "review"), config.review,
                              on_not_kept=_count_not_kept(metrics))
+        jobs.review = review
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -196,7 +197,19 @@ admin_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revealed", JSON, nullable=True),
+    # [level, text] shown once on the next page, whichever node process serves it.
+    Column("flash", JSON, nullable=True),
     Index("ix_admin_sessions_name", "name"),
+)
+
+# Failed admin logins by "addr:<address>" and "name:<login>", shared by every node
+# process so a load balancer spreading guesses over them gives no fresh free tries.
+admin_login_failures = Table(
+    "admin_login_failures",
+    metadata,
+    Column("key", String(120), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),  # seconds since the epoch
 )
 
 # Activities waiting to be (or already) delivered, one row per destination inbox.
@@ -317,7 +330,7 @@ review_items = Table(
     "review_items",
     metadata,
     Column("sha256", String(64), primary_key=True),
-    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable | rescan
+    Column("kind", String(16), nullable=False),  # flagged | disputed | unreadable | rescan | failed
     Column("reason", Text, nullable=False),
     # The label it was queued with (csam_suspect is never shown without a per-image opt-in).
     Column("label", String(32), nullable=True),
@@ -383,4 +396,15 @@ sweep_cursors = Table(
     Column("source", Text, primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Image bytes kept for classification ("jobs") and review ("review") when
+# ``[blobs] backend = "database"``: every node process reaches them.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("namespace", String(16), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -27,6 +27,7 @@ from attestd.admin_tokens import AdminTokens
 from attestd.admin_users import SESSION_TTL, AdminSession, AdminUsers, Role
 from attestd.errors import RequestError
 from attestd.http.appkeys import CONFIG, STORE
+from attestd.login_failures import LoginFailures
 
 SESSION_COOKIE = "attestd_admin"
 LOGIN_CSRF_COOKIE = "attestd_login"
@@ -161,7 +162,7 @@ class LoginThrottle:
 
     def __init__(self, free: int = LOGIN_FREE_FAILURES, base_s: float = 1.0,
                  cap_s: float = LOGIN_MAX_DELAY_S, forget_s: float = LOGIN_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  alert_every_s: float = 300.0) -> None:
         self.free = free
@@ -176,6 +177,36 @@ class LoginThrottle:
         self._alerted_at: float | None = None
         self.failures_total = 0
         self.delayed_total = 0
+        # Counts in the database, shared with every node process (None: this one only).
+        # The clock is then wall time, which processes on several hosts agree on.
+        self.shared: LoginFailures | None = None
+
+    @staticmethod
+    def _keys(remote: str, name: str) -> tuple[str, str]:
+        return f"addr:{remote}"[:120], f"name:{name[:100]}"
+
+    async def refresh(self, remote: str, name: str) -> None:
+        """Take the shared counts for this address and name (failures other processes
+        saw) before ``delay_s`` or ``attempt`` decides the wait."""
+        if self.shared is None:
+            return
+        keys = self._keys(remote, name)
+        rows = await self.shared.read(keys)
+        for key in keys:
+            if key in rows:
+                self._failures[key] = rows[key]
+            else:
+                self._failures.pop(key, None)
+
+    async def record_failure(self, remote: str, name: str) -> None:
+        self.failed(remote, name)
+        if self.shared is not None:
+            await self.shared.add(self._keys(remote, name), self.clock(), self.forget_s)
+
+    async def record_success(self, remote: str, name: str) -> None:
+        self.succeeded(remote, name)
+        if self.shared is not None:
+            await self.shared.clear(self._keys(remote, name))
 
     def delay_s(self, remote: str, name: str) -> float:
         """How long an attempt from ``remote`` for ``name`` waits before it is checked."""

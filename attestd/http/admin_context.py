@@ -22,8 +22,6 @@ class AdminState:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     quarantine: Quarantine | None = None
     quarantine_opened: bool = False
-    # One message per session, shown on the next page it loads: (ok | error, text).
-    flashes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 ADMIN_STATE = web.AppKey("admin-state", AdminState)

@@ -42,6 +42,7 @@ from attestd.http.admin_auth import (
 from attestd.http.admin_context import ADMIN_STATE, AdminState, federated
 from attestd.http.appkeys import FEDERATION, METRICS, SERVICES, STORE
 from attestd.jobs.store import JobStore
+from attestd.login_failures import LoginFailures
 from attestd.model import AuditEntry, utcnow
 from attestd.review import REVIEW_KINDS
 from attestd.trust import TRUST_LEVELS
@@ -69,6 +70,8 @@ _env.filters["when"] = lambda d: "never" if d is None else (
     d.strftime("%Y-%m-%d %H:%M") if isinstance(d, datetime) else str(d)[:16].replace("T", " "))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The session's waiting message, taken from the database when its page is served.
+FLASH = web.RequestKey("flash", object)
 
 
 def add_routes(app: web.Application) -> None:
@@ -124,7 +127,7 @@ def render(request: web.Request, template: str, *, status: int = 200,
     """A page from ``templates/``; the flash message for this session is shown once."""
     flash = None
     if admin is not None and admin.secret is not None:
-        flash = request.app[ADMIN_STATE].flashes.pop(admin.secret, None)
+        flash = request.get(FLASH)
     html = _env.get_template(template).render(
         admin=admin, csrf=admin.session.csrf_token if admin and admin.session else "",
         csrf_field=CSRF_FIELD, flash=flash, path=request.path,
@@ -144,6 +147,8 @@ def _page(fn: Callable[[web.Request, Admin], Awaitable[web.StreamResponse]], *,
             raise web.HTTPSeeOther(f"{ROOT}/login?{urlencode({'next': nxt})}")
         if not reviewer:
             await require_admin(request)
+        if admin.secret is not None:
+            request[FLASH] = await users(request).pop_flash(admin.secret)
         return await fn(request, admin)
     return handler
 
@@ -165,7 +170,7 @@ def _form(fn: Callable[[web.Request, Admin, Any], Awaitable[str]], back: str, *,
             level = "ok"
         except RequestError as exc:
             message, level = exc.message, "error"
-        request.app[ADMIN_STATE].flashes[admin.secret] = (level, message)
+        await users(request).set_flash(admin.secret, level, message)
         return _redirect(f"{ROOT}/{back}")
     return handler
 
@@ -200,6 +205,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     throttle = request.app[ADMIN_STATE].throttle
     remote = request.remote or "?"
     metrics = request.app[METRICS]
+    if throttle.shared is None:
+        throttle.shared = LoginFailures(request.app[STORE].engine)
+    await throttle.refresh(remote, name)
     if throttle.delay_s(remote, name) > 0:
         metrics.admin_logins_delayed.inc()
     try:
@@ -210,13 +218,13 @@ async def login(request: web.Request) -> web.StreamResponse:
         return await login_page(request, error=f"{exc}.", status=429,
                                 next_url=str(form.get("next", "")))
     if not ok:
-        throttle.failed(remote, name)
+        await throttle.record_failure(remote, name)
         metrics.admin_login_failures.inc()
         await request.app[STORE].write_audit([AuditEntry(
             actor=f"admin-ui:{name}", action="login_failed", reason=f"from {remote}")])
         return await login_page(request, error="Wrong name or password.", status=401,
                                 next_url=str(form.get("next", "")))
-    throttle.succeeded(remote, name)
+    await throttle.record_success(remote, name)
     secret, _ = await users(request).start_session(name)
     await request.app[STORE].write_audit([AuditEntry(
         actor=f"admin-ui:{name}", action="login", reason=f"from {remote}")])
@@ -285,7 +293,7 @@ async def review_page(request: web.Request, admin: Admin) -> web.Response:
             "item": item,
             "withheld": never_shown and item.sha256 not in admin.session.revealed,
             "opted_in": never_shown and item.sha256 in admin.session.revealed,
-            "has_copy": item.kind != "unreadable" and review.has_copy(item.sha256),
+            "has_copy": item.kind != "unreadable" and await review.has_copy(item.sha256),
         })
     return render(request, "review.html", admin=admin, cards=cards, kind=kind,
                   kinds=REVIEW_KINDS, bad_labels=admin_api.BAD_LABELS)

@@ -92,7 +92,7 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
                 await review.add(verdict.sha256, kind,
                                  f"classified {verdict.label} by {verdict.source}{accepted}",
                                  label=verdict.label,
-                                 data=await asyncio.to_thread(jobs.blobs.get, verdict.sha256))
+                                 data=await jobs.blobs.get(verdict.sha256))
             await fed.publisher.publish_verdict(verdict, hashes, detail)
 
         app[JOBS].on_verdict = on_verdict

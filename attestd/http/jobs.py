@@ -76,7 +76,7 @@ async def image(request: web.Request) -> web.Response:
     await _leased_to(request, worker, job_id)
     queue = request.app[JOBS]
     sha = await queue.jobs.sha256_of(job_id)
-    data = queue.blobs.get(sha) if sha else None
+    data = await queue.blobs.get(sha) if sha else None
     if data is None:
         raise RequestError(410, f"the image of job {job_id} is no longer kept")
     return web.Response(body=data, content_type="application/octet-stream",
@@ -118,7 +118,7 @@ async def fail(request: web.Request) -> web.Response:
     job_id = _job_id(request)
     doc = await read_json_object(request, RESULT_MAX_BYTES)
     error = str(doc.get("error", "unreadable"))[:1000]
-    if not await request.app[JOBS].jobs.fail(worker, job_id, error):
+    if not await request.app[JOBS].fail(worker, job_id, error):
         raise RequestError(409, f"job {job_id} is not leased to this worker")
     return web.json_response({"status": "failed"})
 

@@ -21,7 +21,7 @@ class LocalJobClient:
         return [Job(j.id, j.sha256) for j in await self.queue.claim(self.name, max_jobs, wait_s)]
 
     async def image(self, job: Job) -> bytes:
-        data = self.queue.blobs.get(job.sha256)
+        data = await self.queue.blobs.get(job.sha256)
         if data is None:
             raise UnreadableImage("corrupt", f"the image of job {job.id} is no longer kept")
         return data
@@ -30,7 +30,7 @@ class LocalJobClient:
         await self.queue.complete(self.name, job.id, result)
 
     async def fail(self, job: Job, error: str) -> None:
-        await self.queue.jobs.fail(self.name, job.id, error)
+        await self.queue.fail(self.name, job.id, error)
 
     async def release(self, jobs: Sequence[Job]) -> None:
         await self.queue.jobs.release(self.name, [j.id for j in jobs])

@@ -11,10 +11,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from attestd.blobs import BlobStore
+from attestd.blobs import Blobs
 from attestd.db.store import Store
 from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
 from attestd.model import Verdict
+from attestd.review import ReviewQueue
 from attestd.trust import weigh_claims
 from scanner import ImageHashes
 from scanner.classifier import Classification
@@ -34,7 +35,7 @@ class JobSettings:
 
 
 class JobQueue:
-    def __init__(self, store: Store, jobs: JobStore, blobs: BlobStore,
+    def __init__(self, store: Store, jobs: JobStore, blobs: Blobs,
                  settings: JobSettings = JobSettings()) -> None:
         self.store = store
         self.jobs = jobs
@@ -44,6 +45,8 @@ class JobQueue:
         self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
         # Set by the federation side: attest the verdict to followers, flag it for review.
         self.on_verdict: VerdictHook | None = None
+        # Where a job no worker could classify goes, with its bytes, for a human.
+        self.review: ReviewQueue | None = None
         # Set when the node shuts down: long-polls answer at once instead of holding the
         # shutdown for up to max_wait_s.
         self._stopping = False
@@ -56,7 +59,7 @@ class JobQueue:
 
     async def submit(self, sha256: str, data: bytes, reason: str) -> None:
         """Keep the bytes and queue the image; wakes claimers waiting in this process."""
-        await asyncio.to_thread(self.blobs.put, sha256, data)
+        await self.blobs.put(sha256, data)
         await self.jobs.enqueue(sha256, reason)
         async with self._queued:
             self._queued.notify_all()
@@ -109,7 +112,7 @@ class JobQueue:
                 how = ("judged meanwhile by " + (peers.claim.attestation if peers and not judged
                                                  else "this node"))
                 await self.jobs.settle(worker, job.id, how)
-                await asyncio.to_thread(self.blobs.delete, job.sha256)
+                await self.blobs.delete(job.sha256)
                 log.debug("job %s: %s", job.id, how)
             else:
                 keep.append(job)
@@ -139,8 +142,21 @@ class JobQueue:
                 await self.on_verdict(verdict, hashes, detail)
             except Exception:  # the verdict stands; publishing is retried by nobody, so say so
                 log.exception("could not publish verdict %s", verdict.id)
-        await asyncio.to_thread(self.blobs.delete, sha)
+        await self.blobs.delete(sha)
         for fut in self._waiters.pop(sha, []):
             if not fut.done():
                 fut.set_result(verdict)
         return "done", verdict
+
+    async def fail(self, worker: str, job_id: int, error: str) -> bool:
+        """A worker could not classify the image: the job is marked failed and the image
+        goes to the review queue with its bytes, so a human decides what no model did.
+        False if the job is not leased to ``worker``."""
+        sha = await self.jobs.sha256_of(job_id)
+        if sha is None or not await self.jobs.fail(worker, job_id, error):
+            return False
+        if self.review is not None:  # without one (tools, tests) the bytes stay where they are
+            await self.review.add(sha, "failed", f"worker {worker} could not classify it: "
+                                  f"{error}", data=await self.blobs.get(sha))
+            await self.blobs.delete(sha)
+        return True

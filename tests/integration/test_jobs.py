@@ -294,7 +294,7 @@ async def test_an_image_let_in_then_judged_bad_waits_for_review_with_its_copy(
         assert item is not None and item.kind == "rescan" and item.label == "csam_suspect"
         assert "after it was accepted" in item.reason
         assert await review.copy(sha_bad) == bad
-        assert queue.blobs.get(sha_bad) is None and queue.blobs.get(sha_fine) is None
+        assert await queue.blobs.get(sha_bad) is None and await queue.blobs.get(sha_fine) is None
         # nsfw is accepted by this policy: nothing for a human to do.
         assert await review.get(sha_fine) is None
     finally:

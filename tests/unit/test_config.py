@@ -90,6 +90,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     ("", {"ATTESTD_DATABASE__URL": "mysql://x"}, "database.url"),
     ("", {"ATTESTD_PORT": "1"}, "ATTESTD_<SECTION>__<KEY>"),
     ("[server\n", {}, "not valid TOML"),
+    ("", {"ATTESTD_BLOBS__BACKEND": '"s3"'}, "blobs.s3.bucket is not set"),
+    ("", {"ATTESTD_BLOBS__BACKEND": '"nfs"'}, "blobs.backend"),
 ])
 def test_bad_config_stops_with_the_key_named(tmp_path: Path, text: str, env: dict,
                                              needle: str) -> None:
