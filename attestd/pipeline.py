@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # try of the same bytes is answered at once instead of costing another slow decode.
 _FAILED_TTL_S = 600.0
 _FAILED_MAX = 10_000
+# The last look before on_unknown runs past the deadline, so it is kept short.
+_LAST_LOOK_S = 2.0
 
 
 class Hasher(Protocol):
@@ -81,7 +83,8 @@ class CheckPipeline:
         except TimeoutError:
             if progress.hashed:
                 why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
-                outcome = await self._unknown(sha, data, None, why)
+                outcome = (await self._decided_meanwhile(sha)
+                           or await self._unknown(sha, data, None, why))
             else:
                 outcome = await self._unhashable(
                     sha, data, "deadline",
@@ -156,7 +159,8 @@ class CheckPipeline:
                                     verdict.label, f"verdict:{verdict.id}",
                                     f"classified {verdict.label} by {verdict.source}",
                                     hashes=hashes)
-            return await self._unknown(sha, data, hashes, "no classifier answered in time")
+            return (await self._decided_meanwhile(sha)
+                    or await self._unknown(sha, data, hashes, "no classifier answered in time"))
         return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
                                    "classifier is enabled")
 
@@ -221,6 +225,19 @@ class CheckPipeline:
             raise
         self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes
+
+    async def _decided_meanwhile(self, sha: str) -> CheckOutcome | None:
+        """Look at the database once more before ``on_unknown`` applies: a verdict (or
+        override) stored by any process while the check waited decides it; a bad verdict
+        is never ignored for want of a wake-up."""
+        self.store.forget(sha)
+        try:
+            async with asyncio.timeout(_LAST_LOOK_S):
+                return await self._decide_known(sha, await self.store.lookup(sha))
+        except Exception:
+            log.error("could not read %s's judgements again before on_unknown", sha,
+                      exc_info=True)
+            return None
 
     async def _unhashable(self, sha: str, data: bytes, kind: str, why: str) -> CheckOutcome:
         """``policy.on_unhashable``: the image was not hashed, so nothing about it is known
