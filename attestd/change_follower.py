@@ -29,6 +29,7 @@ class ChangeFollower:
         self.index = index
         self._hashes = StreamPosition()
         self._judgements = StreamPosition()
+        self._catching_up = asyncio.Lock()
 
     async def load(self) -> None:
         """Fill the index from the database and start following from now."""
@@ -45,8 +46,20 @@ class ChangeFollower:
         self.index.add_many(entries)
         log.info("hash index loaded: %d entries", len(entries))
 
+    async def ensure_current(self) -> None:
+        """Catch up first if either log moved past what this process applied, so a
+        change committed before a check began (a CLI command, another process's API
+        call) decides that check. One cheap read when nothing moved."""
+        hashes, judgements = await self.store.log_heads()
+        if hashes > self._hashes.last or judgements > self._judgements.last:
+            await self.catch_up()
+
     async def catch_up(self) -> int:
         """Apply changes committed since the last call; returns how many were new."""
+        async with self._catching_up:  # checks and the ticking task share one read
+            return await self._catch_up()
+
+    async def _catch_up(self) -> int:
         before = await self.store.transaction_bounds()
         events = await self.store.entry_events_since(self._hashes.last,
                                                      gaps=self._hashes.ranges())

@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from attestd.bad_hashes import BadHashIndex
@@ -50,7 +50,8 @@ class CheckPipeline:
     def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
                  policy: PolicyConfig, writes: WriteBehind, jobs: JobQueue,
                  metrics: Metrics | None = None, classify_unknown: bool = False,
-                 review: ReviewQueue | None = None, quorum: int = 1) -> None:
+                 review: ReviewQueue | None = None, quorum: int = 1,
+                 current: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
@@ -60,6 +61,9 @@ class CheckPipeline:
         self.jobs = jobs
         self.review = review
         self.quorum = quorum
+        # Brings the index and cached look-ups up to what the database has committed
+        # (ChangeFollower.ensure_current), before each decision.
+        self.current = current
         # With a classifier in the node or remote workers, unknown images become jobs and
         # a check waits for the verdict within its deadline (one path for both).
         self.classify_unknown = classify_unknown
@@ -112,6 +116,7 @@ class CheckPipeline:
         judged it and a classifier could. Not audited (the caller records the check).
         """
         started = time.perf_counter()
+        await self._current()
         lookup = await self.store.lookup(sha)
         if lookup.hashes is None and lookup.override is None:
             return None
@@ -132,6 +137,7 @@ class CheckPipeline:
 
     async def _decide(self, sha: str, data: bytes, actor: str,
                       progress: _Progress) -> CheckOutcome:
+        await self._current()
         lookup = await self.store.lookup(sha)
         hashes = lookup.hashes
         if hashes is None and lookup.override is None:
@@ -225,6 +231,14 @@ class CheckPipeline:
             raise
         self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes
+
+    async def _current(self) -> None:
+        if self.current is None:
+            return
+        try:
+            await self.current()
+        except Exception:  # the ticking follower catches up later; decide from what we have
+            log.error("could not read the change logs before a check", exc_info=True)
 
     async def _decided_meanwhile(self, sha: str) -> CheckOutcome | None:
         """Look at the database once more before ``on_unknown`` applies: a verdict (or

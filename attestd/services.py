@@ -72,7 +72,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
             classify_unknown=config.classifier.enabled or config.workers.enabled,
-            review=review, quorum=config.federation.bad_quorum)
+            review=review, quorum=config.federation.bad_quorum,
+            current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review)

@@ -347,6 +347,16 @@ class Store:
                 .order_by(ids).limit(limit))).all()
         return [(int(r.id), r.sha256) for r in rows]
 
+    async def log_heads(self) -> tuple[int, int]:
+        """The newest ids of hash_events and judgement_events, in one cheap round trip
+        (each a primary-key index's last entry)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(
+                select(func.max(t.hash_events.c.id)).scalar_subquery().label("h"),
+                select(func.max(t.judgement_events.c.id)).scalar_subquery().label("j"),
+            ))).one()
+        return int(row.h or 0), int(row.j or 0)
+
     async def log_gaps(self, log: str) -> tuple[int, list[tuple[int, int]]]:
         """The newest id of change log ``log`` (hash_events, judgement_events) and the id
         ranges below it that are missing: rolled back, or not committed yet."""

@@ -8,12 +8,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from attestd.db.engine import create_engine
 from attestd.db.store import Store
 from attestd.http.appkeys import SERVICES
-from tests.conftest import PostgresCluster, async_wait_for, migrate
+from tests.conftest import PostgresCluster, async_wait_for, make_config_env, migrate, run_cli
+from tests.images import jpeg, reencoded
 from tests.integration.test_federation_endpoints import start_node
 
 
@@ -53,3 +55,36 @@ async def test_an_import_committed_after_a_later_change_reaches_every_process(
         for n in nodes:
             await n.runner.cleanup()
         await engine.dispose()
+
+
+async def test_an_image_blocked_from_the_cli_is_rejected_by_the_very_next_check(
+        tmp_path: Path, db_url: str) -> None:
+    """The running node has no time to poll: the next check after the command returns
+    already sees the block, for re-encoded copies (perceptual) and the exact bytes."""
+    node = await start_node(tmp_path / "node", db_url)
+    _, env = make_config_env(tmp_path / "cli", db_url)
+    try:
+        for seed in range(5000, 5006):
+            original = jpeg(seed, (160, 120))
+            copy = reencoded(original)
+            # Both known to the node first, so nothing it cached may hide the block.
+            for data in (original, copy):
+                status, _ = await _scan(node, data)
+                assert status == 200
+            path = tmp_path / f"{seed}.jpg"
+            path.write_bytes(original)
+            code, out = await asyncio.to_thread(run_cli, env, "override", "block", str(path),
+                                                "--note", "test")
+            assert code == 0, out
+            for data in (copy, original):
+                status, body = await _scan(node, data)
+                assert status == 406, (seed, body)
+    finally:
+        await node.runner.cleanup()
+
+
+async def _scan(node: Any, data: bytes) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{node.base}/api/v1/scan/IPADDR", data=data,
+                          headers={"Content-Type": "image/jpeg"}) as r:
+            return r.status, await r.json()
