@@ -102,7 +102,9 @@ class JobQueue:
                 return claimed
             async with self._queued:
                 try:
-                    await asyncio.wait_for(self._queued.wait(), min(self._poll_s(), remaining))
+                    # At least 1 s: on SQLite an empty claim is still a write.
+                    await asyncio.wait_for(self._queued.wait(),
+                                           min(max(self._poll_s(), 1.0), remaining))
                 except TimeoutError:
                     pass
 
