@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from attestd.bad_hashes import BadHashIndex
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # try of the same bytes is answered at once instead of costing another slow decode.
 _FAILED_TTL_S = 600.0
 _FAILED_MAX = 10_000
+# The last look before on_unknown runs past the deadline, so it is kept short.
+_LAST_LOOK_S = 2.0
 
 
 class Hasher(Protocol):
@@ -48,7 +50,8 @@ class CheckPipeline:
     def __init__(self, *, store: Store, index: BadHashIndex, hasher: Hasher,
                  policy: PolicyConfig, writes: WriteBehind, jobs: JobQueue,
                  metrics: Metrics | None = None, classify_unknown: bool = False,
-                 review: ReviewQueue | None = None, quorum: int = 1) -> None:
+                 review: ReviewQueue | None = None, quorum: int = 1,
+                 current: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.index = index
         self.hasher = hasher
@@ -58,6 +61,9 @@ class CheckPipeline:
         self.jobs = jobs
         self.review = review
         self.quorum = quorum
+        # Brings the index and cached look-ups up to what the database has committed
+        # (ChangeFollower.ensure_current), before each decision.
+        self.current = current
         # With a classifier in the node or remote workers, unknown images become jobs and
         # a check waits for the verdict within its deadline (one path for both).
         self.classify_unknown = classify_unknown
@@ -81,7 +87,8 @@ class CheckPipeline:
         except TimeoutError:
             if progress.hashed:
                 why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
-                outcome = await self._unknown(sha, data, None, why)
+                outcome = (await self._decided_meanwhile(sha)
+                           or await self._unknown(sha, data, None, why))
             else:
                 outcome = await self._unhashable(
                     sha, data, "deadline",
@@ -109,6 +116,7 @@ class CheckPipeline:
         judged it and a classifier could. Not audited (the caller records the check).
         """
         started = time.perf_counter()
+        await self._current()
         lookup = await self.store.lookup(sha)
         if lookup.hashes is None and lookup.override is None:
             return None
@@ -129,6 +137,7 @@ class CheckPipeline:
 
     async def _decide(self, sha: str, data: bytes, actor: str,
                       progress: _Progress) -> CheckOutcome:
+        await self._current()
         lookup = await self.store.lookup(sha)
         hashes = lookup.hashes
         if hashes is None and lookup.override is None:
@@ -156,7 +165,8 @@ class CheckPipeline:
                                     verdict.label, f"verdict:{verdict.id}",
                                     f"classified {verdict.label} by {verdict.source}",
                                     hashes=hashes)
-            return await self._unknown(sha, data, hashes, "no classifier answered in time")
+            return (await self._decided_meanwhile(sha)
+                    or await self._unknown(sha, data, hashes, "no classifier answered in time"))
         return await self._unknown(sha, data, hashes, "nobody has judged this image and no "
                                    "classifier is enabled")
 
@@ -221,6 +231,27 @@ class CheckPipeline:
             raise
         self.writes.image(hashes)  # also cached at once, so no later check hashes it again
         return hashes
+
+    async def _current(self) -> None:
+        if self.current is None:
+            return
+        try:
+            await self.current()
+        except Exception:  # the ticking follower catches up later; decide from what we have
+            log.error("could not read the change logs before a check", exc_info=True)
+
+    async def _decided_meanwhile(self, sha: str) -> CheckOutcome | None:
+        """Look at the database once more before ``on_unknown`` applies: a verdict (or
+        override) stored by any process while the check waited decides it; a bad verdict
+        is never ignored for want of a wake-up."""
+        self.store.forget(sha)
+        try:
+            async with asyncio.timeout(_LAST_LOOK_S):
+                return await self._decide_known(sha, await self.store.lookup(sha))
+        except Exception:
+            log.error("could not read %s's judgements again before on_unknown", sha,
+                      exc_info=True)
+            return None
 
     async def _unhashable(self, sha: str, data: bytes, kind: str, why: str) -> CheckOutcome:
         """``policy.on_unhashable``: the image was not hashed, so nothing about it is known

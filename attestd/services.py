@@ -15,6 +15,7 @@ from attestd.db.engine import check_schema_current, create_engine
 from attestd.db.store import Store
 from attestd.jobs.queue import JobQueue, JobSettings
 from attestd.jobs.store import JobStore
+from attestd.jobs.wakeups import Wakeups
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
 from attestd.review import ReviewQueue
@@ -58,9 +59,13 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         writes.start()
         stack.push_async_callback(writes.close)
         blobs = open_blobs(config, store, "jobs")
+        wakeups = Wakeups(engine)
+        wakeups.start()
+        stack.push_async_callback(wakeups.close)
         jobs = JobQueue(store, JobStore(store), blobs, JobSettings(
             lease_s=config.workers.lease_s, max_claim=config.workers.max_claim,
-            max_wait_s=config.workers.max_wait_s, quorum=config.federation.bad_quorum))
+            max_wait_s=config.workers.max_wait_s, quorum=config.federation.bad_quorum),
+            wakeups=wakeups)
         review = ReviewQueue(store, open_blobs(config, store, "review"), config.review,
                              on_not_kept=_count_not_kept(metrics))
         jobs.review = review
@@ -68,7 +73,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
             classify_unknown=config.classifier.enabled or config.workers.enabled,
-            review=review, quorum=config.federation.bad_quorum)
+            review=review, quorum=config.federation.bad_quorum,
+            current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review)

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -335,13 +335,56 @@ class Store:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.max(t.judgement_events.c.id)))).scalar() or 0)
 
-    async def judgement_events_since(self, after: int, limit: int = 10_000) -> list[tuple[int, str]]:
-        """(event id, sha256) of judgement changes after ``after``, oldest first."""
+    async def judgement_events_since(self, after: int, limit: int = 10_000,
+                                     gaps: Sequence[tuple[int, int]] = ()
+                                     ) -> list[tuple[int, str]]:
+        """(event id, sha256) of judgement changes after ``after`` or in ``gaps`` (id
+        ranges, inclusive), oldest first."""
+        ids = t.judgement_events.c.id
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
-                select(t.judgement_events).where(t.judgement_events.c.id > after)
-                .order_by(t.judgement_events.c.id).limit(limit))).all()
+                select(t.judgement_events).where(_after_or_in(ids, after, gaps))
+                .order_by(ids).limit(limit))).all()
         return [(int(r.id), r.sha256) for r in rows]
+
+    async def log_heads(self) -> tuple[int, int]:
+        """The newest ids of hash_events and judgement_events, in one cheap round trip
+        (each a primary-key index's last entry)."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(
+                select(func.max(t.hash_events.c.id)).scalar_subquery().label("h"),
+                select(func.max(t.judgement_events.c.id)).scalar_subquery().label("j"),
+            ))).one()
+        return int(row.h or 0), int(row.j or 0)
+
+    async def log_gaps(self, log: str) -> tuple[int, list[tuple[int, int]]]:
+        """The newest id of change log ``log`` (hash_events, judgement_events) and the id
+        ranges below it that are missing: rolled back, or not committed yet."""
+        table = {"hash_events": t.hash_events, "judgement_events": t.judgement_events}[log]
+        nxt = func.lead(table.c.id).over(order_by=table.c.id)
+        inner = select(table.c.id.label("id"), nxt.label("nxt")).subquery()
+        async with self.engine.connect() as conn:
+            last = int((await conn.execute(select(func.max(table.c.id)))).scalar() or 0)
+            first = int((await conn.execute(select(func.min(table.c.id)))).scalar() or 0)
+            rows = (await conn.execute(select(inner.c.id, inner.c.nxt)
+                                       .where(inner.c.nxt > inner.c.id + 1))).all()
+        gaps = [(1, first - 1)] if first > 1 else []
+        gaps += [(int(r.id) + 1, int(r.nxt) - 1) for r in rows]
+        # Read in separate statements: ids committed meanwhile above ``last`` are simply
+        # read as new later.
+        return last, [(lo, min(hi, last)) for lo, hi in gaps if lo <= last]
+
+    async def transaction_bounds(self) -> tuple[int, int] | None:
+        """(oldest running transaction id, next transaction id) on PostgreSQL; None on
+        SQLite, whose single writer commits ids in order."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(text(
+                "SELECT pg_snapshot_xmin(s)::text::bigint AS xmin, "
+                "pg_snapshot_xmax(s)::text::bigint AS xmax "
+                "FROM pg_current_snapshot() AS s"))).one()
+        return int(row.xmin), int(row.xmax)
 
     # -- the perceptual index's source ----------------------------------------------------
 
@@ -480,14 +523,17 @@ class Store:
                 select(t.hash_entries).where(t.hash_entries.c.active.is_(True)))).all()
         return [_entry(r) for r in rows], int(last)
 
-    async def entry_events_since(self, after: int, limit: int = 10_000
+    async def entry_events_since(self, after: int, limit: int = 10_000,
+                                 gaps: Sequence[tuple[int, int]] = ()
                                  ) -> list[tuple[int, bool, HashEntry]]:
-        """Events after ``after`` as (event id, entry active now, entry), oldest first."""
+        """Events after ``after`` or in ``gaps`` (id ranges, inclusive) as (event id,
+        entry active now, entry), oldest first."""
+        ids = t.hash_events.c.id
         async with self.engine.connect() as conn:
             rows = (await conn.execute(
-                select(t.hash_events.c.id.label("event_id"), t.hash_entries)
+                select(ids.label("event_id"), t.hash_entries)
                 .join(t.hash_entries, t.hash_entries.c.id == t.hash_events.c.entry_id)
-                .where(t.hash_events.c.id > after).order_by(t.hash_events.c.id).limit(limit))).all()
+                .where(_after_or_in(ids, after, gaps)).order_by(ids).limit(limit))).all()
         return [(int(r.event_id), bool(r.active), _entry(r)) for r in rows]
 
     # -- jobs and audit -------------------------------------------------------------------
@@ -523,6 +569,10 @@ class Store:
         return [AuditEntry(actor=r.actor, action=r.action, at=r.at, sha256=r.sha256,
                            decision=r.decision, label=r.label, source=r.source, reason=r.reason,
                            detail=r.detail) for r in rows]
+
+
+def _after_or_in(ids: Any, after: int, gaps: Sequence[tuple[int, int]]) -> Any:
+    return or_(ids > after, *[ids.between(lo, hi) for lo, hi in gaps])
 
 
 def _insert_ignore(conn: AsyncConnection) -> Any:

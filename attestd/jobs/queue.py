@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from attestd.blobs import Blobs
 from attestd.db.store import Store
 from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
+from attestd.jobs.wakeups import POLL_S_UNLISTENED, Wakeups
 from attestd.model import Verdict
 from attestd.review import ReviewQueue
 from attestd.trust import weigh_claims
@@ -36,7 +37,7 @@ class JobSettings:
 
 class JobQueue:
     def __init__(self, store: Store, jobs: JobStore, blobs: Blobs,
-                 settings: JobSettings = JobSettings()) -> None:
+                 settings: JobSettings = JobSettings(), wakeups: Wakeups | None = None) -> None:
         self.store = store
         self.jobs = jobs
         self.blobs = blobs
@@ -45,6 +46,12 @@ class JobQueue:
         self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
         # Set by the federation side: attest the verdict to followers, flag it for review.
         self.on_verdict: VerdictHook | None = None
+        # Other processes' verdicts and jobs (PostgreSQL); without, waiters poll briefly.
+        self.wakeups = wakeups
+        if wakeups is not None:
+            wakeups.on_verdict = self._verdict_elsewhere
+            wakeups.on_job = self._job_elsewhere
+        self._looking: set[asyncio.Task[None]] = set()
         # Where a job no worker could classify goes, with its bytes, for a human.
         self.review: ReviewQueue | None = None
         # Set when the node shuts down: long-polls answer at once instead of holding the
@@ -63,14 +70,26 @@ class JobQueue:
         await self.jobs.enqueue(sha256, reason)
         async with self._queued:
             self._queued.notify_all()
+        if self.wakeups is not None:
+            await self.wakeups.job_queued()
 
     async def wait_for_verdict(self, sha256: str, timeout_s: float) -> Verdict | None:
-        """The verdict for ``sha256`` once a worker posts it here, or None at the timeout."""
-        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        """The verdict for ``sha256`` once a worker posts it (through any node process
+        on the same database), or None at the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        fut: asyncio.Future[Verdict] = loop.create_future()
         self._waiters.setdefault(sha256, []).append(fut)
         try:
-            return await asyncio.wait_for(fut, timeout_s)
-        except TimeoutError:
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut),
+                                                  min(remaining, self._poll_s()))
+                except TimeoutError:
+                    # Nothing woke us: a lost notification, or no listener (SQLite).
+                    verdict = await self.stored_verdict(sha256)
+                    if verdict is not None:
+                        return verdict
             return None
         finally:
             waiters = self._waiters.get(sha256, [])
@@ -82,8 +101,8 @@ class JobQueue:
     async def claim(self, worker: str, max_jobs: int, wait_s: float) -> list[ClaimedJob]:
         """Long-poll: lease up to ``max_jobs``, waiting up to ``wait_s`` for any to appear.
 
-        Woken at once by jobs queued in this process; jobs queued by another process are
-        seen within a second.
+        Woken at once by jobs queued in this process, and on PostgreSQL by jobs queued by
+        any other; otherwise those are seen on a short poll.
         """
         max_jobs = max(1, min(max_jobs, self.settings.max_claim))
         deadline = asyncio.get_running_loop().time() + max(0.0, min(wait_s, self.settings.max_wait_s))
@@ -95,7 +114,9 @@ class JobQueue:
                 return claimed
             async with self._queued:
                 try:
-                    await asyncio.wait_for(self._queued.wait(), min(1.0, remaining))
+                    # At least 1 s: on SQLite an empty claim is still a write.
+                    await asyncio.wait_for(self._queued.wait(),
+                                           min(max(self._poll_s(), 1.0), remaining))
                 except TimeoutError:
                     pass
 
@@ -146,6 +167,8 @@ class JobQueue:
         for fut in self._waiters.pop(sha, []):
             if not fut.done():
                 fut.set_result(verdict)
+        if self.wakeups is not None:
+            await self.wakeups.verdict_stored(sha)
         return "done", verdict
 
     async def fail(self, worker: str, job_id: int, error: str) -> bool:
@@ -160,3 +183,40 @@ class JobQueue:
                                   f"{error}", data=await self.blobs.get(sha))
             await self.blobs.delete(sha)
         return True
+
+    async def stored_verdict(self, sha256: str) -> Verdict | None:
+        """The newest live verdict for ``sha256`` as the database has it now (not cached)."""
+        self.store.forget(sha256)
+        return (await self.store.lookup(sha256)).verdict
+
+    def _poll_s(self) -> float:
+        return self.wakeups.poll_s if self.wakeups is not None else POLL_S_UNLISTENED
+
+    def _verdict_elsewhere(self, sha256: str | None) -> None:
+        """A verdict was stored (by any process; None: maybe several): wake its waiters."""
+        shas = [sha256] if sha256 is not None else list(self._waiters)
+        for sha in shas:
+            if self._waiters.get(sha):
+                task = asyncio.create_task(self._look_again(sha))
+                self._looking.add(task)
+                task.add_done_callback(self._looking.discard)
+
+    async def _look_again(self, sha256: str) -> None:
+        try:
+            verdict = await self.stored_verdict(sha256)
+        except Exception:  # the waiter's own poll reads it again
+            log.warning("could not read the verdict for %s", sha256, exc_info=True)
+            return
+        if verdict is not None:
+            for fut in self._waiters.get(sha256, []):
+                if not fut.done():
+                    fut.set_result(verdict)
+
+    def _job_elsewhere(self) -> None:
+        task = asyncio.create_task(self._wake_claimers())
+        self._looking.add(task)
+        task.add_done_callback(self._looking.discard)
+
+    async def _wake_claimers(self) -> None:
+        async with self._queued:
+            self._queued.notify_all()
