@@ -26,7 +26,7 @@ from attestd.cli import cli
 from attestd.db import schema as t
 from attestd.federation.attestations import activity, build_attestation
 from attestd.http import create_app
-from attestd.http.appkeys import FEDERATION, STORE
+from attestd.http.appkeys import FEDERATION, SERVICES, STORE
 from attestd.http.jobs import JOBS
 from attestd.model import utcnow
 from scanner import sha256_hex
@@ -165,7 +165,10 @@ async def test_trusted_attestations_decide_and_nothing_untrusted_does(
 
     x, y = jpeg(601), jpeg(602)
     sx, sy = sha256_hex(x), sha256_hex(y)
-    # A sees both (pict-rs uploads), classifies X csam_suspect and Y ok.
+    # A sees both (pict-rs uploads), classifies X csam_suspect and Y ok. Its decoders are
+    # started first, so its short deadline cuts the wait for a classifier, not the first
+    # hashing (an image not hashed by the deadline is on_unhashable, rejected).
+    await a.app[SERVICES].pool.hash(jpeg(600))
     for data in (x, y):
         assert (await a.check(data))["source"] == "policy:on_unknown"
     posted = await _classify(a, {sx: "csam_suspect", sy: "ok"})
