@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base58
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from activitypub._errors import RemoteProtocolError
 
@@ -13,6 +14,18 @@ _ED25519_PUB = b"\xed\x01"
 _ED25519_PRIV = b"\x80\x26"  # 0x1300 as an unsigned varint
 
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def signature_valid(key: PublicKey, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` over ``data`` verifies with ``key`` (RSA: PKCS#1 v1.5, SHA-256)."""
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            key.verify(signature, data)
+        return True
+    except InvalidSignature:
+        return False
 
 
 def public_key_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:

@@ -16,14 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import InnerList, Item
 
 from activitypub._errors import SignatureError
-from activitypub._keys import PublicKey
+from activitypub._keys import PublicKey, signature_valid
 
 ALGORITHMS = ("ed25519", "rsa-v1_5-sha256")
 _DERIVED = frozenset({"@method", "@target-uri", "@authority", "@scheme", "@request-target",
@@ -149,7 +147,7 @@ def verify_message_signature(sig: MessageSignature, *, method: str, path: str, q
     for scheme in ("https", "http"):
         base = signature_base(sig, method=method, target_uri=f"{scheme}://{authority}{target}",
                               authority=authority, path=path, query=query, headers=lower)
-        if _valid(public_key, sig.signature, base):
+        if signature_valid(public_key, sig.signature, base):
             return
         if "@target-uri" not in names and "@scheme" not in names:
             break  # the scheme is not signed: the base does not change
@@ -199,14 +197,4 @@ def _check_algorithm(alg: str | None, key: PublicKey) -> None:
 def _kind(key: PublicKey) -> str:
     return "an RSA key" if isinstance(key, rsa.RSAPublicKey) else "an Ed25519 key"
 
-
-def _valid(key: PublicKey, signature: bytes, data: bytes) -> bool:
-    try:
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            key.verify(signature, data)
-        return True
-    except InvalidSignature:
-        return False
 
