@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from attestd.db.engine import private_sqlite_file
 def test_blob_folders_and_files_are_owner_only(tmp_path: Path) -> None:
     data = b"review copy"
     sha = hashlib.sha256(data).hexdigest()
-    path = BlobStore(tmp_path / "data" / "review").put(sha, data)
+    store = BlobStore(tmp_path / "data" / "review")
+    asyncio.run(store.put(sha, data))
+    path = store.path(sha)
     assert path.stat().st_mode & 0o777 == 0o600
     folder = path.parent
     while folder != tmp_path:
