@@ -54,12 +54,14 @@ SIZES = [(5, 5), (7, 300), (64, 64), (100, 37), (640, 480), (1000, 1001), (2400,
 KINDS = ["scene", "noise", "stripes", "text", "dark"]
 
 
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("kind", KINDS)
+# Text needs room for a glyph: below 14 px it would be a blank picture, whose bits are
+# rounding noise, so those pairs are not generated at all.
+CASES = [(k, s) for k in KINDS for s in SIZES if not (k == "text" and min(s) < 14)]
+
+
+@pytest.mark.parametrize(("kind", "size"), CASES)
 def test_pdq_is_the_reference_bit_for_bit(kind: str, size: tuple[int, int]) -> None:
     img = texture(kind, size)
-    if kind == "text" and min(size) < 14:
-        pytest.skip("no text fits: a blank picture, whose bits are rounding noise")
     ours = pdq_of(img, dihedral=True)
     ref_hash, ref_quality = reference(img)
     assert ours.quality == ref_quality
