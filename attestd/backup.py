@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attestd.errors import AttestdError
+from attestd.files import write_private
 
 FORMAT = "attestd-backup-1"
 MANIFEST, DATABASE, KEYS = "manifest.json", "attestd.db", "keys/"
@@ -131,13 +132,13 @@ def restore_backup(src: Path, database_url: str, data_dir: Path, keys_dir: Path,
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(keys_dir, 0o700)
     for name, blob in keys.items():
-        _write_private(keys_dir / name, blob)
+        write_private(keys_dir / name, blob)
     if data is not None and db is not None:
         db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # A WAL left from the database this replaces would be applied to the restored one.
         for stale in (Path(f"{db}-wal"), Path(f"{db}-shm")):
             stale.unlink(missing_ok=True)
-        _write_private(db, data)
+        write_private(db, data)
     return BackupSummary(src, str(manifest["database"]), tuple(sorted(keys)))
 
 
@@ -163,12 +164,3 @@ def _member(tar: tarfile.TarFile, name: str, src: Path) -> bytes:
         raise BackupError(f"{src} lacks {name}: it is incomplete or not an attestd backup")
     return fh.read()
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".restoring")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

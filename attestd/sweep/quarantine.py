@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from attestd.config import SweepConfig
+from attestd.files import write_private
 from attestd.model import CheckOutcome
 from attestd.sweep.model import StoredObject, SweepError
 from scanner import ImageHashes
@@ -48,19 +48,10 @@ class FolderQuarantine:
         dest = self.root / key
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Evidence first, and each file complete or absent (written aside, then renamed).
-        _write_private(dest.with_name(dest.name + ".evidence.json"), evidence)
-        _write_private(dest, data)
+        write_private(dest.with_name(dest.name + ".evidence.json"), evidence)
+        write_private(dest, data)
         return str(dest)
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def open_quarantine(cfg: SweepConfig, s3_client: Any | None = None) -> Quarantine | None:
