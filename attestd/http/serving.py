@@ -200,23 +200,50 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+async def bind(host: str, port: int) -> tuple[asyncio.base_events.Server, _LateFactory]:
+    """Bind ``host:port`` without accepting yet, so that a port in use stops the node
+    before any of its background work (database listeners, workers) has started."""
+    factory = _LateFactory()
+    server = await asyncio.get_running_loop().create_server(
+        factory, host, port, backlog=BACKLOG, start_serving=False)
+    return server, factory
+
+
+class _LateFactory:
+    """A protocol factory whose target (the capped app server) is set once it exists."""
+
+    __slots__ = ("target",)
+
+    def __init__(self) -> None:
+        self.target: ConnectionCap | None = None
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        assert self.target is not None, "start_serving before the site was started"
+        return self.target()
+
+
 class CappedSite(web.TCPSite):
-    """A TCP site whose connections go through a ConnectionCap."""
+    """A TCP site whose connections go through a ConnectionCap, on a socket bound
+    beforehand by :func:`bind`."""
 
-    __slots__ = ("_cap",)
+    __slots__ = ("_cap", "_bound_server", "_factory")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, cap: ConnectionCap,
-                 **kwargs: object) -> None:
-        super().__init__(runner, host, port, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, runner: web.BaseRunner, listening: tuple[asyncio.base_events.Server,
+                                                                _LateFactory],
+                 cap: ConnectionCap, **kwargs: object) -> None:
+        server, factory = listening
+        host, port = server.sockets[0].getsockname()[:2] if server.sockets else ("", 0)
+        super().__init__(runner, str(host), int(port), **kwargs)  # type: ignore[arg-type]
         self._cap = cap
+        self._bound_server = server
+        self._factory = factory
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._cap, self._host, self._port, backlog=self._backlog,
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
-        sockets = self._server.sockets
+        self._factory.target = self._cap
+        self._server = self._bound_server
+        await self._bound_server.start_serving()
+        sockets = self._bound_server.sockets
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
     @property
@@ -255,21 +282,33 @@ async def serving(app: web.Application, cfg: ServerConfig, host: str, port: int,
         kwargs["access_log_class"] = access_log_class
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S,
                            **kwargs)  # type: ignore[arg-type]
-    await runner.setup()
+    # Ports first: one in use is a one-line error with nothing started to undo.
+    bound: list[asyncio.base_events.Server] = []
+    try:
+        public_listening = await bind(*public) if public is not None else None
+        if public_listening is not None:
+            bound.append(public_listening[0])
+        listening = await bind(host, port)
+        bound.append(listening[0])
+    except BaseException:
+        for server in bound:
+            server.close()
+        raise
     public_server: web.Server | None = None
     public_site: CappedSite | None = None
     try:
+        await runner.setup()
         assert runner.server is not None
-        if public is not None:
+        if public_listening is not None:
             # A server of its own, so its connections are counted (and capped) apart.
             public_server = app._make_handler(**kwargs)  # type: ignore[arg-type]
             public_cap = ConnectionCap(public_server, limit, on_refused,
                                        slow_body_s=cfg.body_timeout_s)
-            public_site = CappedSite(runner, public[0], public[1], public_cap, backlog=BACKLOG)
+            public_site = CappedSite(runner, public_listening, public_cap)
             await public_site.start()
             app[LISTENERS].add("public", public_site.bound)
         cap = ConnectionCap(runner.server, limit, on_refused, slow_body_s=cfg.body_timeout_s)
-        site = CappedSite(runner, host, port, cap, backlog=BACKLOG)
+        site = CappedSite(runner, listening, cap)
         await site.start()
         app[LISTENERS].add("private" if public is not None else "combined", site.bound)
         yield site
@@ -280,6 +319,8 @@ async def serving(app: web.Application, cfg: ServerConfig, host: str, port: int,
             public_server.pre_shutdown()
             await public_server.shutdown(SHUTDOWN_GRACE_S)
         await runner.cleanup()
+        for server in bound:  # those no site took over (setup failed part-way)
+            server.close()
 
 
 def run(app: web.Application, cfg: ServerConfig, host: str, port: int, *,
