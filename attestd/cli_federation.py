@@ -49,7 +49,7 @@ class _Fed:
 
     @property
     def reviewer(self) -> review_actions.Reviewer:
-        return review_actions.Reviewer(self.svc.store, self.publisher, self.review)
+        return review_actions.Reviewer(self.svc.store, self.publisher, self.review, self.svc.hits)
 
 
 @contextlib.asynccontextmanager

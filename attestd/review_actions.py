@@ -18,7 +18,8 @@ from attestd import overrides
 from attestd.db.store import Store
 from attestd.errors import AttestdError
 from attestd.federation.publisher import Publisher
-from attestd.model import AuditEntry, Override, Verdict, utcnow
+from attestd.hits import Hit, Hits
+from attestd.model import INDEXED_LABELS, AuditEntry, Override, Verdict, utcnow
 from attestd.review import ReviewQueue
 from attestd.sweep.quarantine import Quarantine
 from scanner import ImageHashes
@@ -35,6 +36,7 @@ class Reviewer:
     store: Store
     publisher: Publisher
     review: ReviewQueue
+    hits: Hits | None = None
 
 
 async def confirm(rv: Reviewer, sha256: str, hashes: ImageHashes | None, label: str, *,
@@ -42,6 +44,8 @@ async def confirm(rv: Reviewer, sha256: str, hashes: ImageHashes | None, label: 
                   ) -> tuple[Verdict, str | None]:
     """Record a human-review verdict of ``label`` and publish it; returns the verdict and
     the attestation's id. Replaces every earlier verdict of ours on the image."""
+    # Read before the item is resolved (resolving drops the kept copy).
+    data = await rv.review.copy(sha256) if rv.hits is not None else None
     await rv.store.supersede_verdicts(sha256)
     source = f"review:{actor}"
     if hashes is not None:
@@ -54,6 +58,11 @@ async def confirm(rv: Reviewer, sha256: str, hashes: ImageHashes | None, label: 
         actor=actor, action="review_mark", sha256=sha256, label=label,
         source=f"verdict:{verdict.id}", reason=note or None,
         detail={"given": given or sha256, "attestation": attestation})])
+    if label in INDEXED_LABELS and rv.hits is not None:
+        await rv.hits.publish(Hit(sha256=sha256, origin="review", label=label,
+                                  source=f"verdict:{verdict.id}", action="confirm",
+                                  method="human_review", actor=actor,
+                                  detail=f"confirmed {label} in review", data=data))
     return verdict, attestation
 
 
@@ -109,4 +118,9 @@ async def quarantine(rv: Reviewer, sha256: str, hashes: ImageHashes | None,
     await rv.store.write_audit([AuditEntry(
         actor=actor, action="review_quarantine", sha256=sha256, label="blocked",
         source=f"override:{ov.id}", reason=note or None, detail={"quarantined_to": where})])
+    if rv.hits is not None:
+        await rv.hits.publish(Hit(sha256=sha256, origin="review", label="blocked",
+                                  source=f"override:{ov.id}", action="quarantine",
+                                  method="human_review", actor=actor,
+                                  detail=f"quarantined to {where}", data=data))
     return where

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from attestd.bad_hashes import BadHashIndex
 from attestd.blobs import open_blobs
@@ -13,6 +13,7 @@ from attestd.change_follower import ChangeFollower
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
 from attestd.db.store import Store
+from attestd.hits import Hits
 from attestd.jobs.queue import JobQueue, JobSettings
 from attestd.jobs.store import JobStore
 from attestd.jobs.wakeups import Wakeups
@@ -33,6 +34,8 @@ class NodeServices:
     pipeline: CheckPipeline
     jobs: JobQueue
     review: ReviewQueue
+    # What acts on stored media judged bad (Lemmy follow-up, alerts, evidence) subscribes.
+    hits: Hits = field(default_factory=Hits)
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,7 @@ ADMIN_STATE = web.AppKey("admin-state", AdminState)
 
 def reviewer(app: web.Application) -> Reviewer:
     svc = app[SERVICES]
-    return Reviewer(svc.store, app[FEDERATION].publisher, svc.review)
+    return Reviewer(svc.store, app[FEDERATION].publisher, svc.review, svc.hits)
 
 
 def federated(app: web.Application) -> Federated:

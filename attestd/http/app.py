@@ -12,6 +12,7 @@ from aiohttp import web
 
 from attestd.config import Config
 from attestd.federation.runtime import open_federation
+from attestd.hits import Hit
 from attestd.http import activitypub_routes, admin_api, admin_pages, hma_api, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
@@ -81,6 +82,7 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
         app[FEDERATION] = fed
         review = app[SERVICES].review
         jobs = app[JOBS]
+        hits = app[SERVICES].hits
         actions = app[CONFIG].policy.actions
 
         async def on_verdict(verdict: Verdict, hashes: ImageHashes | None,
@@ -89,10 +91,15 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
                                     detail.get("job_reason"))
             if kind is not None:
                 accepted = " after it was accepted (accept_and_rescan)" if kind == "rescan" else ""
+                data = await jobs.blobs.get(verdict.sha256)
                 await review.add(verdict.sha256, kind,
                                  f"classified {verdict.label} by {verdict.source}{accepted}",
-                                 label=verdict.label,
-                                 data=await jobs.blobs.get(verdict.sha256))
+                                 label=verdict.label, data=data)
+                if kind == "rescan":
+                    await hits.publish(Hit(
+                        sha256=verdict.sha256, origin="rescan", label=verdict.label,
+                        source=f"verdict:{verdict.id}", action="review", method=verdict.method,
+                        actor=verdict.source, detail="queued for review", data=data))
             await fed.publisher.publish_verdict(verdict, hashes, detail)
 
         app[JOBS].on_verdict = on_verdict

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from attestd.hits import Hit, Hits
 from attestd.model import AuditEntry, CheckOutcome, utcnow
 from attestd.pipeline import CheckPipeline
 from attestd.review import ReviewQueue
@@ -75,7 +76,7 @@ class Sweeper:
 
     def __init__(self, *, pipeline: CheckPipeline, sweeps: SweepStore, source: Source,
                  settings: SweepSettings, review: ReviewQueue | None = None,
-                 quarantine: Quarantine | None = None) -> None:
+                 quarantine: Quarantine | None = None, hits: Hits | None = None) -> None:
         if settings.action == "quarantine" and quarantine is None and not settings.dry_run:
             raise SweepError("sweep.action is quarantine but sweep.quarantine is empty: set "
                              "a folder or s3://bucket/prefix (or pass --quarantine)")
@@ -85,6 +86,7 @@ class Sweeper:
         self.settings = settings
         self.review = review
         self.quarantine = quarantine
+        self.hits = hits
         self._failures = 0
         self._last_error = ""
         # Keys whose interrupted act was finished (and counted) when this run resumed.
@@ -352,6 +354,8 @@ class Sweeper:
             self.source.name, obj.key, "done", "flagged for review",
             self._audit(run_id, "sweep_flag", obj, outcome,
                         dry_run=self.settings.dry_run))
+        if not self.settings.dry_run:
+            await self._hit(run_id, obj, outcome, "flag", "flagged for review", None)
 
     async def _act(self, run_id: int, summary: RunSummary, obj: StoredObject, action: str,
                    outcome: CheckOutcome, data: bytes | None) -> None:
@@ -375,6 +379,15 @@ class Sweeper:
         await self.sweeps.action_done(
             self.source.name, obj.key, "done", detail,
             self._audit(run_id, f"sweep_{action}", obj, outcome, result=detail))
+        await self._hit(run_id, obj, outcome, action, detail, data)
+
+    async def _hit(self, run_id: int, obj: StoredObject, outcome: CheckOutcome, action: str,
+                   detail: str, data: bytes | None) -> None:
+        if self.hits is not None:
+            await self.hits.publish(Hit(
+                sha256=outcome.sha256, origin="sweep", label=outcome.label or "unknown",
+                source=outcome.source, action=action, key=obj.key, aliases=tuple(obj.aliases),
+                actor=f"sweep run {run_id}", detail=detail, data=data))
 
     async def _quarantine(self, run_id: int, obj: StoredObject, outcome: CheckOutcome,
                           data: bytes | None) -> str:

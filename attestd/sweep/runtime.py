@@ -32,7 +32,7 @@ async def open_sweeper(cfg: Config, sc: SweepConfig, services: NodeServices, *,
                                  node=cfg.node.base_url)
         yield Sweeper(pipeline=services.pipeline, sweeps=SweepStore(services.store),
                       source=source, settings=settings, review=services.review,
-                      quarantine=quarantine)
+                      quarantine=quarantine, hits=services.hits)
     finally:
         await source.close()
 
