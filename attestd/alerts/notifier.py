@@ -1,0 +1,152 @@
+"""The sending edge: hits in, messages out from a background task, so the sweep or
+review that found a hit never waits on a mail server.
+
+Waiting hits are kept in memory (not in the database): a process killed hard loses the
+ones not yet told (the hits themselves stay in the audit log and the review queue); a
+clean stop sends them as one last message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import aiohttp
+
+from attestd.alerts.channels import AppriseChannel, Channel, WebhookChannel
+from attestd.alerts.message import Message, event_from_hit, render
+from attestd.alerts.plan import Planner, PlanSettings
+from attestd.config import AlertsConfig, Config
+from attestd.hits import Hit
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """Subscribe :meth:`on_hit` to the node's Hits; :meth:`start`, then :meth:`close`."""
+
+    def __init__(self, settings: PlanSettings, base_url: str, channels: Sequence[Channel], *,
+                 retries: int = 3, retry_base_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.planner = Planner(settings)
+        self.base_url = base_url
+        self.channels: list[Channel] = list(channels)
+        self.retries, self.retry_base_s = retries, retry_base_s
+        self.clock = clock
+        self.sent = 0  # messages sent (to at least one channel)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending: asyncio.Task[None] | None = None
+
+    async def on_hit(self, hit: Hit) -> None:
+        self.planner.add(event_from_hit(hit, self.base_url), self.clock())
+        self._wake.set()
+
+    def add_channel(self, channel: Channel) -> None:
+        self.channels.append(channel)
+        log.info("alerts: also sending to %s", channel.name)
+
+    def remove_channel(self, channel: Channel) -> None:
+        with contextlib.suppress(ValueError):
+            self.channels.remove(channel)
+
+    def start(self) -> None:
+        log.info("alerts: sending to %s (%s, at most %d messages an hour)",
+                 ", ".join(c.name for c in self.channels) or "nothing yet",
+                 self.planner.settings.mode, self.planner.settings.max_per_hour)
+        self._task = asyncio.create_task(self._run(), name="alerts")
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Stop; what waits goes out as one message (within ``timeout_s``)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._sending is not None and not self._sending.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._sending), timeout_s)
+        msg = self.planner.flush()
+        if msg is None:
+            return
+        try:
+            await asyncio.wait_for(self._send(msg), timeout_s)
+        except TimeoutError:
+            log.error("alerts: %d hits were not told before shutdown (the channels did "
+                      "not answer within %g s); they are in the audit log and review queue",
+                      msg.total, timeout_s)
+
+    async def _run(self) -> None:
+        while True:
+            now = self.clock()
+            msg = self.planner.take(now)
+            if msg is not None:
+                # Shielded: a stop while sending lets the message finish.
+                self._sending = asyncio.create_task(self._send(msg))
+                await asyncio.shield(self._sending)
+                continue
+            self._wake.clear()
+            nxt = self.planner.next_at(now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       None if nxt is None else max(0.0, nxt - now) + 0.01)
+
+    async def _send(self, msg: Message) -> None:
+        title, body = render(msg, self.base_url, self.planner.settings.max_per_hour)
+        if not self.channels:
+            log.warning("alerts: %d hits, and no channel to tell them to (alerts.admin_actors "
+                        "are messaged only by `attestd serve`)", msg.total)
+        results = await asyncio.gather(*(self._send_to(c, msg, title, body)
+                                         for c in list(self.channels)))
+        if any(results):
+            self.sent += 1
+
+    async def _send_to(self, channel: Channel, msg: Message, title: str, body: str) -> bool:
+        for attempt in range(self.retries + 1):
+            try:
+                await channel.send(msg, title, body)
+            except Exception as exc:  # never into the finder: logged and retried here
+                last = attempt == self.retries
+                log.warning("alerts: %s failed (attempt %d of %d%s): %s", channel.name,
+                            attempt + 1, self.retries + 1, "; giving up" if last else "",
+                            exc)
+                if not last:
+                    await asyncio.sleep(self.retry_base_s * 2 ** attempt)
+                continue
+            log.info("alerts: told %s of %d hits (%s)", channel.name, msg.total, msg.kind)
+            return True
+        return False
+
+
+def plan_settings(cfg: AlertsConfig) -> PlanSettings:
+    return PlanSettings(mode=cfg.mode, digest_events=cfg.digest_events,
+                        digest_interval_s=cfg.digest_interval_s,
+                        max_per_hour=cfg.max_per_hour, digest_max_items=cfg.digest_max_items)
+
+
+@contextlib.asynccontextmanager
+async def open_alerts(config: Config) -> AsyncIterator[Notifier | None]:
+    """The node's notifier, started, for ``[alerts]`` (None when nothing is configured).
+
+    Raises ConfigError for a URL apprise does not understand (without echoing it).
+    """
+    cfg = config.alerts
+    if not cfg.enabled:
+        yield None
+        return
+    base = config.node.base_url
+    channels: list[Channel] = [AppriseChannel(u.get_secret_value(), f"alerts.urls[{i}]")
+                               for i, u in enumerate(cfg.urls, 1)]
+    async with contextlib.AsyncExitStack() as stack:
+        if cfg.webhooks:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            channels += [WebhookChannel(u.get_secret_value(), f"alerts.webhooks[{i}]",
+                                        session, base) for i, u in enumerate(cfg.webhooks, 1)]
+        notifier = Notifier(plan_settings(cfg), base, channels, retries=cfg.retries,
+                            retry_base_s=cfg.retry_base_s)
+        notifier.start()
+        stack.push_async_callback(notifier.close)
+        yield notifier
