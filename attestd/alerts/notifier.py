@@ -59,25 +59,33 @@ class Notifier:
                  self.planner.settings.mode, self.planner.settings.max_per_hour)
         self._task = asyncio.create_task(self._run(), name="alerts")
 
+    def poke(self) -> None:
+        """Look again now (the clock moved, in tests)."""
+        self._wake.set()
+
     async def close(self, timeout_s: float = 30.0) -> None:
-        """Stop; what waits goes out as one message (within ``timeout_s``)."""
+        """Stop: what is due goes out as usual, the rest (held by the rate limit, or
+        waiting for its digest) as one message, all within ``timeout_s``."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._sending is not None and not self._sending.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._sending), timeout_s)
-        msg = self.planner.flush()
-        if msg is None:
-            return
+        waiting = self.planner.waiting
         try:
-            await asyncio.wait_for(self._send(msg), timeout_s)
+            await asyncio.wait_for(self._drain(), timeout_s)
         except TimeoutError:
-            log.error("alerts: %d hits were not told before shutdown (the channels did "
-                      "not answer within %g s); they are in the audit log and review queue",
-                      msg.total, timeout_s)
+            log.error("alerts: of %d hits waiting at shutdown, some were not told (the "
+                      "channels did not answer within %g s); the audit log and the review "
+                      "queue have them all", waiting, timeout_s)
+
+    async def _drain(self) -> None:
+        if self._sending is not None and not self._sending.done():
+            await asyncio.shield(self._sending)
+        while (msg := self.planner.take(self.clock())) is not None:
+            await self._send(msg)
+        if (msg := self.planner.flush()) is not None:
+            await self._send(msg)
 
     async def _run(self) -> None:
         while True:

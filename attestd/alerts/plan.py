@@ -42,6 +42,12 @@ class Planner:
     def waiting(self) -> int:
         return len(self._listed) + self._unlisted
 
+    @property
+    def held(self) -> int:
+        """Of the waiting hits, how many the rate limit held back (folded into the next
+        digest)."""
+        return self._held
+
     def add(self, event: AlertEvent, now: float) -> None:
         if self._first_at is None:
             self._first_at = now
