@@ -82,7 +82,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
         hits = Hits()
-        alerts = await stack.enter_async_context(open_alerts(config))
+        alerts = await stack.enter_async_context(open_alerts(config, store))
         if alerts is not None:
             hits.subscribe("alerts", alerts.on_hit)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,

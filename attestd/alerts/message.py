@@ -45,6 +45,17 @@ class AlertEvent:
                 "aliases": list(self.aliases), "at": _iso(self.at),
                 "review_url": self.review_url}
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> AlertEvent:
+        """Back from :meth:`as_json` (the alert queue's rows)."""
+        return cls(sha256=str(doc["sha256"]), origin=str(doc["origin"]),
+                   label=str(doc["label"]), source=str(doc["source"]),
+                   action=str(doc["action"]), at=datetime.fromisoformat(str(doc["at"])),
+                   review_url=str(doc["review_url"]), key=doc.get("key"),
+                   aliases=tuple(str(a) for a in doc.get("aliases") or ()),
+                   method=doc.get("method"), actor=doc.get("actor"),
+                   detail=str(doc.get("detail") or ""))
+
 
 def review_url(base_url: str, sha256: str) -> str:
     return f"{base_url.rstrip('/')}{REVIEW_PATH}#item-{sha256}"
@@ -74,6 +85,7 @@ class Message:
     more: int = 0
     folded: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    refs: tuple[int, ...] = ()  # the alert queue's rows of every hit in it
 
     @property
     def total(self) -> int:

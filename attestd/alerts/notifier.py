@@ -1,9 +1,9 @@
 """The sending edge: hits in, messages out from a background task, so the sweep or
 review that found a hit never waits on a mail server.
 
-Waiting hits are kept in memory (not in the database): a process killed hard loses the
-ones not yet told (the hits themselves stay in the audit log and the review queue); a
-clean stop sends them as one last message.
+Waiting hits are planned in memory and recorded in the alert queue (a table) until a
+message about them was sent: a clean stop sends them as one last message; after a hard
+kill, the next process with a notifier adopts them once their lease runs out.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import aiohttp
 from attestd.alerts.channels import AppriseChannel, Channel, WebhookChannel
 from attestd.alerts.message import Message, event_from_hit, render
 from attestd.alerts.plan import Planner, PlanSettings
+from attestd.alerts.queue import AlertQueue
 from attestd.config import AlertsConfig, Config
+from attestd.db.store import Store
 from attestd.hits import Hit
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,11 @@ class Notifier:
 
     def __init__(self, settings: PlanSettings, base_url: str, channels: Sequence[Channel], *,
                  retries: int = 3, retry_base_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 queue: AlertQueue | None = None) -> None:
         self.planner = Planner(settings)
+        self.queue = queue
+        self._maintained_at: float | None = None
         self.base_url = base_url
         self.channels: list[Channel] = list(channels)
         self.retries, self.retry_base_s = retries, retry_base_s
@@ -42,7 +47,15 @@ class Notifier:
         self._sending: asyncio.Task[None] | None = None
 
     async def on_hit(self, hit: Hit) -> None:
-        self.planner.add(event_from_hit(hit, self.base_url), self.clock())
+        event = event_from_hit(hit, self.base_url)
+        ref = None
+        if self.queue is not None:
+            try:
+                ref = await self.queue.add(event)
+            except Exception:  # told all the same, from memory
+                log.exception("alerts: could not record the hit on %s in the alert queue",
+                              hit.sha256)
+        self.planner.add(event, self.clock(), ref)
         self._wake.set()
 
     def add_channel(self, channel: Channel) -> None:
@@ -87,9 +100,32 @@ class Notifier:
         if (msg := self.planner.flush()) is not None:
             await self._send(msg)
 
+    async def _maintain(self, now: float) -> float | None:
+        """Renew our rows' lease and adopt orphaned ones, every third of the lease;
+        returns when to do it next."""
+        if self.queue is None:
+            return None
+        period = self.queue.lease.total_seconds() / 3
+        if self._maintained_at is not None and now < self._maintained_at + period:
+            return self._maintained_at + period
+        self._maintained_at = now
+        try:
+            await self.queue.renew()
+            adopted = await self.queue.adopt()
+        except Exception as exc:  # the database may be briefly unreachable; next round
+            log.warning("alerts: could not look after the alert queue: %s", exc)
+            return now + period
+        for ref, event in adopted:
+            self.planner.add(event, now, ref)
+        if adopted:
+            log.warning("alerts: %d hits left untold by a process that stopped are told now",
+                        len(adopted))
+        return now + period
+
     async def _run(self) -> None:
         while True:
             now = self.clock()
+            maintain_at = await self._maintain(now)
             msg = self.planner.take(now)
             if msg is not None:
                 # Shielded: a stop while sending lets the message finish.
@@ -98,6 +134,8 @@ class Notifier:
                 continue
             self._wake.clear()
             nxt = self.planner.next_at(now)
+            if maintain_at is not None:
+                nxt = maintain_at if nxt is None else min(nxt, maintain_at)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(),
                                        None if nxt is None else max(0.0, nxt - now) + 0.01)
@@ -111,6 +149,12 @@ class Notifier:
                                          for c in list(self.channels)))
         if any(results):
             self.sent += 1
+        if self.queue is not None and msg.refs:
+            try:
+                await self.queue.done(msg.refs)
+            except Exception as exc:  # told twice at worst, after a restart
+                log.warning("alerts: could not clear %d told hits from the alert queue: %s",
+                            len(msg.refs), exc)
 
     async def _send_to(self, channel: Channel, msg: Message, title: str, body: str) -> bool:
         for attempt in range(self.retries + 1):
@@ -136,7 +180,8 @@ def plan_settings(cfg: AlertsConfig) -> PlanSettings:
 
 
 @contextlib.asynccontextmanager
-async def open_alerts(config: Config) -> AsyncIterator[Notifier | None]:
+async def open_alerts(config: Config, store: Store | None = None
+                      ) -> AsyncIterator[Notifier | None]:
     """The node's notifier, started, for ``[alerts]`` (None when nothing is configured).
 
     Raises ConfigError for a URL apprise does not understand (without echoing it).
@@ -154,7 +199,8 @@ async def open_alerts(config: Config) -> AsyncIterator[Notifier | None]:
             channels += [WebhookChannel(u.get_secret_value(), f"alerts.webhooks[{i}]",
                                         session, base) for i, u in enumerate(cfg.webhooks, 1)]
         notifier = Notifier(plan_settings(cfg), base, channels, retries=cfg.retries,
-                            retry_base_s=cfg.retry_base_s)
+                            retry_base_s=cfg.retry_base_s,
+                            queue=AlertQueue(store) if store is not None else None)
         notifier.start()
         stack.push_async_callback(notifier.close)
         yield notifier

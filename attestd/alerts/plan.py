@@ -31,8 +31,9 @@ class Planner:
 
     def __init__(self, settings: PlanSettings) -> None:
         self.settings = settings
-        self._listed: list[AlertEvent] = []
+        self._listed: list[tuple[AlertEvent, int | None]] = []
         self._unlisted = 0
+        self._unlisted_refs: list[int] = []
         self._counts: Counter[str] = Counter()
         self._first_at: float | None = None
         self._held = 0  # of the waiting hits, how many the rate limit has held back
@@ -48,14 +49,17 @@ class Planner:
         digest)."""
         return self._held
 
-    def add(self, event: AlertEvent, now: float) -> None:
+    def add(self, event: AlertEvent, now: float, ref: int | None = None) -> None:
+        """``ref``: the hit's alert-queue row, handed back in the message that tells it."""
         if self._first_at is None:
             self._first_at = now
         self._counts[event.label] += 1
         if len(self._listed) < self.settings.digest_max_items:
-            self._listed.append(event)
+            self._listed.append((event, ref))
         else:
             self._unlisted += 1
+            if ref is not None:
+                self._unlisted_refs.append(ref)
 
     def take(self, now: float) -> Message | None:
         """The message to send now, if one is due and the rate limit allows it (it is
@@ -67,12 +71,13 @@ class Planner:
             return None
         self._sent.append(now)
         if self.settings.mode == "each" and not self._held and self._listed:
-            ev = self._listed.pop(0)
+            ev, ref = self._listed.pop(0)
             self._counts[ev.label] -= 1
             self._counts += Counter()  # drop zero counts
             if not self.waiting:
                 self._first_at = None
-            return Message(kind="event", events=(ev,), counts={ev.label: 1})
+            return Message(kind="event", events=(ev,), counts={ev.label: 1},
+                           refs=() if ref is None else (ref,))
         return self._everything()
 
     def flush(self) -> Message | None:
@@ -108,10 +113,12 @@ class Planner:
             self._sent.popleft()
 
     def _everything(self) -> Message:
-        events, more, folded = tuple(self._listed), self._unlisted, self._held
-        counts = dict(self._counts)
-        self._listed, self._unlisted, self._held = [], 0, 0
+        events = tuple(ev for ev, _ in self._listed)
+        refs = tuple(r for _, r in self._listed if r is not None) + tuple(self._unlisted_refs)
+        more, folded, counts = self._unlisted, self._held, dict(self._counts)
+        self._listed, self._unlisted, self._unlisted_refs, self._held = [], 0, [], 0
         self._counts, self._first_at = Counter(), None
         if len(events) == 1 and not more and not folded:
-            return Message(kind="event", events=events, counts=counts)
-        return Message(kind="digest", events=events, more=more, folded=folded, counts=counts)
+            return Message(kind="event", events=events, counts=counts, refs=refs)
+        return Message(kind="digest", events=events, more=more, folded=folded, counts=counts,
+                       refs=refs)

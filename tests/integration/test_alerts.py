@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email
 import email.policy
 import json
@@ -300,3 +301,69 @@ async def test_a_fediverse_message_reaches_the_named_admins_only(tmp_path: Path,
         await node.runner.cleanup()
         for p in (*admins, follower):
             await p.stop()
+
+
+class Recorder:
+    """A channel that keeps what it is sent, or fails while ``failing``."""
+
+    name = "recorder (test)"
+
+    def __init__(self, failing: bool = False) -> None:
+        self.failing = failing
+        self.messages: list[Any] = []
+
+    async def send(self, msg: Any, title: str, body: str) -> None:
+        if self.failing:
+            raise RuntimeError("down")
+        self.messages.append(msg)
+
+
+def test_hits_left_untold_by_a_killed_process_are_told_by_the_next(db_url: str) -> None:
+    """The first notifier records hits, then dies without telling them (its channel is
+    down and it is never closed); the next process adopts them once the lease runs out,
+    tells them, and the queue is empty after."""
+    from sqlalchemy import func, select
+
+    from attestd.alerts.queue import AlertQueue
+    from attestd.db import schema as t
+    from attestd.db.engine import create_engine
+    from attestd.db.store import Store
+
+    async def rows(store: Store) -> int:
+        async with store.engine.connect() as conn:
+            return int((await conn.execute(
+                select(func.count()).select_from(t.alert_queue))).scalar_one())
+
+    async def first_process() -> None:
+        store = Store(create_engine(db_url))
+        down = Recorder(failing=True)
+        n = Notifier(PlanSettings(mode="digest", digest_events=100), BASE, [down],
+                     retries=0, queue=AlertQueue(store, lease_s=0.3))
+        n.start()
+        for i in (1, 2, 3):
+            await n.on_hit(hit(i))
+        assert await rows(store) == 3
+        assert n._task is not None
+        n._task.cancel()  # killed: no close, nothing flushed
+        with contextlib.suppress(asyncio.CancelledError):
+            await n._task
+        await store.engine.dispose()
+
+    async def next_process() -> list[Any]:
+        store = Store(create_engine(db_url))
+        up = Recorder()
+        n = Notifier(PlanSettings(mode="digest", digest_events=3), BASE, [up], retries=0,
+                     queue=AlertQueue(store, lease_s=0.3))
+        n.start()
+        await _until(lambda: up.messages)
+        await n.close()
+        left = await rows(store)
+        await store.engine.dispose()
+        return [up.messages, left]
+
+    asyncio.run(first_process())
+    messages, left = asyncio.run(next_process())
+    (digest,) = messages
+    assert sorted(e.sha256 for e in digest.events) == [f"{i:064x}" for i in (1, 2, 3)]
+    assert digest.events[0].review_url == f"{BASE}/admin/review#item-{1:064x}"
+    assert left == 0
