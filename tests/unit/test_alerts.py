@@ -164,3 +164,20 @@ def test_a_bad_alert_setting_is_named_without_echoing_the_urls(tmp_path: Path) -
         load_config(tmp_path / "config.toml", {})
     assert "alerts.urls" in str(exc.value) and "hunter2" not in str(exc.value)
     assert "alerts.admin_actors" in str(exc.value)
+
+
+def test_the_review_link_is_the_admin_review_page_at_the_item() -> None:
+    from attestd.alerts.message import REVIEW_PATH
+    from attestd.http import admin_pages
+
+    assert REVIEW_PATH == f"{admin_pages.ROOT}/review"
+    template = (Path(admin_pages.__file__).parent / "templates" / "review.html").read_text()
+    assert 'id="item-{{ it.sha256 }}"' in template  # the anchor the link points at
+
+
+def test_a_url_apprise_cannot_read_is_named_by_position_not_echoed() -> None:
+    from attestd.alerts.channels import AppriseChannel
+
+    with pytest.raises(ConfigError) as exc:
+        AppriseChannel("nosuchservice://user:hunter2@example.org", "alerts.urls[2]")
+    assert "alerts.urls[2]" in str(exc.value) and "hunter2" not in str(exc.value)
