@@ -86,8 +86,10 @@ class DirectMessageChannel:
     """A Note to the admin accounts, through the node's delivery queue (signed, retried,
     parked like every delivery; never the public outbox).
 
-    An account whose inbox cannot be found now fails the send, and the retry goes to
-    those accounts only (each message's reached accounts are remembered for a while).
+    Each send looks the accounts up afresh (a moved inbox is followed), falling back on
+    the inbox last found when the lookup fails. An account whose inbox cannot be found
+    fails the send, and the retry goes to those accounts only (each message's reached
+    accounts are remembered for a while).
     """
 
     _REMEMBER = 256
@@ -99,6 +101,7 @@ class DirectMessageChannel:
         self._recipients = tuple(dict.fromkeys(recipients))
         self._lookup, self._enqueue = lookup, enqueue
         self._reached: OrderedDict[int, tuple[Message, set[str]]] = OrderedDict()
+        self._known: dict[str, str] = {}  # actor -> the inbox last found
 
     async def send(self, msg: Message, title: str, body: str) -> None:
         seen = self._reached.get(id(msg))
@@ -110,14 +113,16 @@ class DirectMessageChannel:
                 continue
             try:
                 doc = await self._lookup(r)
+                inbox = doc.get("inbox")
+                if not (isinstance(inbox, str) and inbox.startswith(("http://", "https://"))):
+                    raise AlertSendError("its actor document names no inbox")
             except Exception as exc:  # unreachable or malformed: said below, retried
-                missing.append(f"{r} ({exc})")
+                if r in self._known:
+                    inboxes[r] = self._known[r]
+                else:
+                    missing.append(f"{r} ({exc})")
                 continue
-            inbox = doc.get("inbox")
-            if isinstance(inbox, str) and inbox.startswith(("http://", "https://")):
-                inboxes[r] = inbox
-            else:
-                missing.append(f"{r} (its actor document names no inbox)")
+            inboxes[r] = self._known[r] = inbox
         if inboxes:
             uid = uuid7()
             await self._enqueue(list(inboxes.values()), direct_message(

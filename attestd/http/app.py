@@ -115,7 +115,9 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
 
 def _admin_messages(config: Config, fed: Federation, alerts: Notifier | None
                     ) -> DirectMessageChannel | None:
-    """``[alerts] admin_actors``: a direct message through the delivery queue."""
+    """``[alerts] admin_actors``: a direct message through the delivery queue. Actors are
+    fetched directly, not through the key ring, whose memory of a failed fetch would
+    turn every retry within a minute into the same failure."""
     if alerts is None or not config.alerts.admin_actors:
         return None
 
@@ -125,7 +127,7 @@ def _admin_messages(config: Config, fed: Federation, alerts: Notifier | None
 
     dm = DirectMessageChannel(actor=fed.actor.id, base=config.node.base_url,
                               recipients=config.alerts.admin_actors,
-                              lookup=fed.keyring.actor, enqueue=enqueue)
+                              lookup=fed.fetcher.get, enqueue=enqueue)
     alerts.add_channel(dm)
     return dm
 

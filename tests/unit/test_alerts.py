@@ -181,3 +181,37 @@ def test_a_url_apprise_cannot_read_is_named_by_position_not_echoed() -> None:
     with pytest.raises(ConfigError) as exc:
         AppriseChannel("nosuchservice://user:hunter2@example.org", "alerts.urls[2]")
     assert "alerts.urls[2]" in str(exc.value) and "hunter2" not in str(exc.value)
+
+
+def test_a_direct_message_retry_goes_only_to_the_admins_not_reached() -> None:
+    import asyncio
+    from typing import Any
+
+    from attestd.alerts.channels import AlertSendError, DirectMessageChannel
+
+    alice, bob = "https://a.example/users/alice", "https://b.example/users/bob"
+    down = {bob}
+    queued: list[list[str]] = []
+
+    async def lookup(actor: str) -> dict[str, Any]:
+        if actor in down:
+            raise RuntimeError("connection refused")
+        return {"id": actor, "inbox": f"{actor}/inbox"}
+
+    async def enqueue(inboxes: Any, act: dict[str, Any]) -> None:
+        assert act["to"] == [alice, bob]
+        queued.append(list(inboxes))
+
+    async def go() -> None:
+        ch = DirectMessageChannel(actor=f"{BASE}/actor", base=BASE, recipients=[alice, bob],
+                                  lookup=lookup, enqueue=enqueue)
+        msg = Message(kind="event", events=(event(1),))
+        with pytest.raises(AlertSendError, match="b.example/users/bob"):
+            await ch.send(msg, "t", "b")
+        down.clear()
+        await ch.send(msg, "t", "b")  # the retry: bob only
+        down.add(alice)  # alice's server is down now, but her inbox is known
+        await ch.send(Message(kind="event", events=(event(2),)), "t", "b")
+
+    asyncio.run(go())
+    assert queued == [[f"{alice}/inbox"], [f"{bob}/inbox"], [f"{alice}/inbox", f"{bob}/inbox"]]
