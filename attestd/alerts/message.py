@@ -101,7 +101,7 @@ def render(msg: Message, base_url: str, limit_per_hour: int) -> tuple[str, str]:
     node = node_name(base_url)
     if msg.kind == "event":
         ev = msg.events[0]
-        return (f"attestd on {node}: {ev.label} found by {ev.origin}, {ev.action}",
+        return (f"attestd on {node}: {ev.label} in stored media ({ev.origin}: {ev.action})",
                 _event_text(ev))
     labels = ", ".join(f"{n} {label}" for label, n in sorted(msg.counts.items()))
     title = f"attestd on {node}: {msg.total} hits ({labels})"
