@@ -36,6 +36,10 @@ class Notifier:
                  queue: AlertQueue | None = None) -> None:
         self.planner = Planner(settings)
         self.queue = queue
+        # Whether this process looks after the alert queue (renews its rows, adopts
+        # orphans): `attestd serve` from the start, any other command once it finds a
+        # hit, so that a quick command never waits at exit on others' alerts.
+        self.adopting = False
         self._maintained_at: float | None = None
         self.base_url = base_url
         self.channels: list[Channel] = list(channels)
@@ -56,6 +60,12 @@ class Notifier:
                 log.exception("alerts: could not record the hit on %s in the alert queue",
                               hit.sha256)
         self.planner.add(event, self.clock(), ref)
+        self.adopting = True
+        self._wake.set()
+
+    def adopt_orphans(self) -> None:
+        """Look after the alert queue from now on (the long-running server)."""
+        self.adopting = True
         self._wake.set()
 
     def add_channel(self, channel: Channel) -> None:
@@ -103,7 +113,7 @@ class Notifier:
     async def _maintain(self, now: float) -> float | None:
         """Renew our rows' lease and adopt orphaned ones, every third of the lease;
         returns when to do it next."""
-        if self.queue is None:
+        if self.queue is None or not self.adopting:
             return None
         period = self.queue.lease.total_seconds() / 3
         if self._maintained_at is not None and now < self._maintained_at + period:

@@ -64,6 +64,8 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         app[PIPELINE] = services.pipeline
         app[JOBS] = services.jobs
         app[SERVICES] = services
+        if services.alerts is not None:
+            services.alerts.adopt_orphans()  # tell what a killed process left untold
         expiry = asyncio.create_task(expire_loop(services.review, timedelta(
             days=app[CONFIG].review.unreadable_expire_days)), name="review-expiry")
         yield

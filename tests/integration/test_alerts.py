@@ -355,6 +355,7 @@ def test_hits_left_untold_by_a_killed_process_are_told_by_the_next(db_url: str) 
         n = Notifier(PlanSettings(mode="digest", digest_events=3), BASE, [up], retries=0,
                      queue=AlertQueue(store, lease_s=0.3))
         n.start()
+        n.adopt_orphans()  # as `attestd serve` does
         await _until(lambda: up.messages)
         await n.close()
         left = await rows(store)
