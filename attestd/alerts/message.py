@@ -108,7 +108,8 @@ def render(msg: Message, base_url: str, limit_per_hour: int) -> tuple[str, str]:
     lines = [f"{msg.total} hits on stored media since the last message ({labels})."]
     if msg.folded:
         lines.append(f"{msg.folded} of them were held back and folded into this digest: "
-                     f"at most {limit_per_hour} messages an hour (alerts.max_per_hour).")
+                     f"at most {limit_per_hour} messages an hour (alerts.max_per_hour), "
+                     "or an earlier message reached no channel.")
     lines.append(f"Review queue: {base_url.rstrip('/')}{REVIEW_PATH}")
     for i, ev in enumerate(msg.events, 1):
         lines += ["", f"{i}. {ev.label}, {ev.action} ({ev.origin})", _event_text(ev, "   ")]

@@ -48,7 +48,7 @@ class Notifier:
         self.sent = 0  # messages sent (to at least one channel)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._sending: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def on_hit(self, hit: Hit) -> None:
         event = event_from_hit(hit, self.base_url)
@@ -88,23 +88,31 @@ class Notifier:
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Stop: what is due goes out as usual, the rest (held by the rate limit, or
-        waiting for its digest) as one message, all within ``timeout_s``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        waiting for its digest) as one message, all within ``timeout_s``. What is not
+        sent by then stays in the alert queue for the next process."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         waiting = self.planner.waiting
         try:
-            await asyncio.wait_for(self._drain(), timeout_s)
+            if self._task is not None:
+                # Not cancelled: a message being sent, or the queue's rows being renewed,
+                # finish first.
+                self._stopping = True
+                self._wake.set()
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            await asyncio.wait_for(self._drain(), max(0.0, deadline - loop.time()))
         except TimeoutError:
-            log.error("alerts: of %d hits waiting at shutdown, some were not told (the "
-                      "channels did not answer within %g s); the audit log and the review "
-                      "queue have them all", waiting, timeout_s)
+            log.error("alerts: of %d hits waiting at shutdown, some were not told: the "
+                      "channels did not answer within %g s (the next `attestd serve` tells "
+                      "them)", waiting, timeout_s)
+        finally:
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
 
     async def _drain(self) -> None:
-        if self._sending is not None and not self._sending.done():
-            await asyncio.shield(self._sending)
         while (msg := self.planner.take(self.clock())) is not None:
             await self._send(msg)
         if (msg := self.planner.flush()) is not None:
@@ -133,16 +141,19 @@ class Notifier:
         return now + period
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             now = self.clock()
             maintain_at = await self._maintain(now)
             msg = self.planner.take(now)
             if msg is not None:
-                # Shielded: a stop while sending lets the message finish.
-                self._sending = asyncio.create_task(self._send(msg))
-                await asyncio.shield(self._sending)
+                try:
+                    await self._send(msg)
+                except Exception:  # a bug in one message must not end the alerts
+                    log.exception("alerts: could not send a message of %d hits", msg.total)
                 continue
             self._wake.clear()
+            if self._stopping:
+                break
             nxt = self.planner.next_at(now)
             if maintain_at is not None:
                 nxt = maintain_at if nxt is None else min(nxt, maintain_at)
@@ -157,8 +168,12 @@ class Notifier:
                         "are messaged only by `attestd serve`)", msg.total)
         results = await asyncio.gather(*(self._send_to(c, msg, title, body)
                                          for c in list(self.channels)))
-        if any(results):
-            self.sent += 1
+        if results and not any(results):
+            # Nobody was told: the hits wait for the next message (the rate limit
+            # bounds the tries); their rows stay.
+            self.planner.requeue(msg, self.clock())
+            return
+        self.sent += 1
         if self.queue is not None and msg.refs:
             try:
                 await self.queue.done(msg.refs)

@@ -34,6 +34,7 @@ class Planner:
         self._listed: list[tuple[AlertEvent, int | None]] = []
         self._unlisted = 0
         self._unlisted_refs: list[int] = []
+        self._requeued_refs: list[int] = []  # rows of hits put back after a failed send
         self._counts: Counter[str] = Counter()
         self._first_at: float | None = None
         self._held = 0  # of the waiting hits, how many the rate limit has held back
@@ -80,6 +81,17 @@ class Planner:
                            refs=() if ref is None else (ref,))
         return self._everything()
 
+    def requeue(self, msg: Message, now: float) -> None:
+        """``msg`` reached no channel: its hits wait again, held (the next message is a
+        digest that says so). The rate limit bounds how often this is tried."""
+        for ev in msg.events:
+            self.add(ev, now)
+        for label, n in msg.counts.items():
+            self._counts[label] += n - sum(1 for ev in msg.events if ev.label == label)
+        self._unlisted += msg.more
+        self._requeued_refs.extend(msg.refs)
+        self._held = self.waiting
+
     def flush(self) -> Message | None:
         """Everything waiting as one message, whatever the limit and the digest's timing
         (at shutdown: one message more is better than hits nobody is told of)."""
@@ -114,9 +126,11 @@ class Planner:
 
     def _everything(self) -> Message:
         events = tuple(ev for ev, _ in self._listed)
-        refs = tuple(r for _, r in self._listed if r is not None) + tuple(self._unlisted_refs)
+        refs = (tuple(r for _, r in self._listed if r is not None)
+                + tuple(self._unlisted_refs) + tuple(self._requeued_refs))
         more, folded, counts = self._unlisted, self._held, dict(self._counts)
         self._listed, self._unlisted, self._unlisted_refs, self._held = [], 0, [], 0
+        self._requeued_refs = []
         self._counts, self._first_at = Counter(), None
         if len(events) == 1 and not more and not folded:
             return Message(kind="event", events=events, counts=counts, refs=refs)

@@ -199,12 +199,15 @@ async def test_a_dead_mail_server_is_retried_and_logged_without_its_password(
     url = (f"mailto://attestd:{PASSWORD}@127.0.0.1:{free_port()}"
            "?from=attestd@node.example.org&to=admins@node.example.org")
     hits = Hits()
-    notifier = await _notifier([AppriseChannel(url, "alerts.urls[1]")])
+    notifier = await _notifier([AppriseChannel(url, "alerts.urls[1]")], max_per_hour=1)
     hits.subscribe("alerts", notifier.on_hit)
     await hits.publish(hit(1))  # returns at once: sending is the notifier's task
     await _until(lambda: "giving up" in caplog.text)
-    await notifier.close()
     assert caplog.text.count("E-Mail (alerts.urls[1]) failed (attempt") == 3
+    # Nobody was told: the hit waits for the next message the hour allows.
+    await _until(lambda: notifier.planner.held == 1)
+    await notifier.close(timeout_s=0.5)
+    assert "of 1 hits waiting at shutdown, some were not told" in caplog.text
     assert PASSWORD not in caplog.text
 
 

@@ -108,6 +108,23 @@ def test_a_flood_is_listed_up_to_the_cap_and_counted_beyond() -> None:
     assert "250 hits" in body and "and 240 more" in body
 
 
+def test_a_message_that_reached_nobody_waits_again_with_its_rows() -> None:
+    p = Planner(PlanSettings(mode="each", max_per_hour=10, digest_max_items=1))
+    p.add(event(1), 0.0, ref=11)
+    p.add(event(2, "blocked"), 0.0, ref=12)  # beyond the listing cap: counted
+    p.add(event(3), 0.0, ref=13)
+    first = p.take(0.0)
+    assert first is not None and first.refs == (11,)
+    p.requeue(first, 1.0)  # every channel failed
+    again = p.take(2.0)
+    assert again is not None and again.kind == "digest" and again.folded == 3
+    assert sorted(again.refs) == [11, 12, 13] and again.total == 3
+    assert again.counts == {"csam_suspect": 2, "blocked": 1}
+    p.requeue(again, 3.0)
+    last = p.flush()
+    assert last is not None and sorted(last.refs) == [11, 12, 13] and last.total == 3
+
+
 def test_flush_at_shutdown_sends_what_the_limit_held() -> None:
     p = Planner(PlanSettings(mode="each", max_per_hour=1))
     p.add(event(1), 0.0)
