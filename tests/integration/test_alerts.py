@@ -371,3 +371,33 @@ def test_hits_left_untold_by_a_killed_process_are_told_by_the_next(db_url: str) 
     assert sorted(e.sha256 for e in digest.events) == [f"{i:064x}" for i in (1, 2, 3)]
     assert digest.events[0].review_url == f"{BASE}/admin/review#item-{1:064x}"
     assert left == 0
+
+
+async def test_a_reviewer_confirming_a_hit_alerts_the_webhook(
+        aiohttp_client: Any, tmp_path: Path, sqlite_url: str,
+        webhook: tuple[list[Any], list[int], str]) -> None:
+    """Through the node as it serves: the admin API's confirm is a hit, and the alert
+    says who confirmed it, with nothing of the kept copy."""
+    from attestd.admin_tokens import AdminTokens
+    from attestd.http import create_app
+    from attestd.http.appkeys import SERVICES, STORE
+    from tests.conftest import make_config
+
+    got, _, url = webhook
+    cfg = make_config(tmp_path, sqlite_url, alerts={"webhooks": [url]})
+    node = await aiohttp_client(create_app(cfg))
+    token = await AdminTokens(node.server.app[STORE].engine).create("ops")
+    data = jpeg(402)
+    sha = "e" * 64
+    await node.server.app[SERVICES].review.add(sha, "flagged", "classified csam_suspect",
+                                               label="csam_suspect", data=data)
+    resp = await node.post(f"/api/v1/admin/review/{sha}", json={"action": "confirm"},
+                           headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200, await resp.text()
+    await _until(lambda: got)
+    (ev,) = got[0]["events"]
+    assert (ev["sha256"], ev["origin"], ev["label"], ev["action"], ev["method"]) == (
+        sha, "review", "csam_suspect", "confirm", "human_review")
+    assert ev["source"].startswith("verdict:") and ev["actor"]
+    assert ev["review_url"] == f"{cfg.node.base_url}/admin/review#item-{sha}"
+    assert_no_image_data(json.dumps(got), data)
