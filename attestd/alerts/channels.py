@@ -5,6 +5,7 @@ their URLs hold passwords and tokens and are never logged."""
 from __future__ import annotations
 
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -35,12 +36,18 @@ class AppriseChannel:
     def __init__(self, url: str, position: str) -> None:
         import apprise  # loads its ~200 plugins: only when alerts are configured
 
-        plugin = apprise.Apprise.instantiate(url)
+        # Apprise logs a URL it cannot read as it is, secret and all: not here.
+        apprise_log = logging.getLogger("apprise")
+        was_disabled, apprise_log.disabled = apprise_log.disabled, True
+        try:
+            plugin = apprise.Apprise.instantiate(url)
+        finally:
+            apprise_log.disabled = was_disabled
         if plugin is None:
             scheme = url.split("://", 1)[0] if "://" in url else "(none)"
-            raise ConfigError(f"{position}: apprise does not understand this URL (scheme "
-                              f"{scheme!r}); see https://github.com/caronc/apprise/wiki for "
-                              "the URL of each service")
+            raise ConfigError(f"{position}: apprise cannot use this URL (scheme {scheme!r}): "
+                              "see https://github.com/caronc/apprise/wiki for each service's "
+                              "URL, and `apprise -vv -b test 'URL'` says what is wrong")
         self.name = f"{plugin.service_name} ({position})"
         self._apprise = apprise.Apprise()
         self._apprise.add(plugin)

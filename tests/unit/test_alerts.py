@@ -192,12 +192,19 @@ def test_the_review_link_is_the_admin_review_page_at_the_item() -> None:
     assert 'id="item-{{ it.sha256 }}"' in template  # the anchor the link points at
 
 
-def test_a_url_apprise_cannot_read_is_named_by_position_not_echoed() -> None:
+@pytest.mark.parametrize("url", ["nosuchservice://user:hunter2@example.org",
+                                 "discord://hunter2", "user:hunter2@example.org"])
+def test_a_url_apprise_cannot_read_is_named_by_position_not_echoed(
+        url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     from attestd.alerts.channels import AppriseChannel
 
+    caplog.set_level(logging.DEBUG)
     with pytest.raises(ConfigError) as exc:
-        AppriseChannel("nosuchservice://user:hunter2@example.org", "alerts.urls[2]")
+        AppriseChannel(url, "alerts.urls[2]")
     assert "alerts.urls[2]" in str(exc.value) and "hunter2" not in str(exc.value)
+    assert "hunter2" not in caplog.text  # apprise's own log would echo it
 
 
 def test_a_direct_message_retry_goes_only_to_the_admins_not_reached() -> None:
