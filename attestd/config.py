@@ -309,6 +309,41 @@ class BlobsConfig(_Section):
         return self
 
 
+class AlertsConfig(_Section):
+    # Apprise URLs (mailto://, matrix://, discord://, ntfy://, …): they hold passwords and
+    # tokens, so prefer urls_file (one per line); only service names are ever logged.
+    urls: tuple[SecretStr, ...] = ()
+    urls_file: str = ""
+    # Each gets a JSON POST of the documented payload (docs/alerts.md).
+    webhooks: tuple[SecretStr, ...] = ()
+    webhooks_file: str = ""
+    # Fediverse accounts (actor URLs) sent a direct message, addressed to them only.
+    admin_actors: tuple[str, ...] = ()
+    # "each": a message per hit; "digest": one per digest_events hits or digest_interval_s.
+    mode: Literal["each", "digest"] = "each"
+    digest_events: int = Field(20, ge=1)
+    digest_interval_s: float = Field(3600.0, gt=0)
+    # Messages an hour at most; hits beyond wait and are folded into the next digest.
+    max_per_hour: int = Field(20, ge=1)
+    digest_max_items: int = Field(50, ge=1, le=1000)
+    # A failing channel is tried this many times more, waiting retry_base_s, then twice that, ...
+    retries: int = Field(3, ge=0, le=10)
+    retry_base_s: float = Field(5.0, ge=0)
+
+    @field_validator("admin_actors")
+    @classmethod
+    def _actors(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for actor in v:
+            if not actor.startswith(("https://", "http://")):
+                raise ValueError(f"{actor!r} is not an actor URL (e.g. "
+                                 "https://lemmy.example/u/admin)")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.urls or self.webhooks or self.admin_actors)
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # A condition that repeats (connections refused, clients gone mid-upload, review
@@ -332,6 +367,7 @@ class Config(_Section):
     federation: FederationConfig = FederationConfig()
     sweep: SweepConfig = SweepConfig()
     blobs: BlobsConfig = BlobsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # The file the configuration was looked for at (read if it exists); relative paths
@@ -393,7 +429,11 @@ SECRET_FILES: tuple[tuple[str, ...], ...] = (
     ("sweep", "s3", "secret_access_key"),
     ("blobs", "s3", "access_key_id"),
     ("blobs", "s3", "secret_access_key"),
+    ("alerts", "urls"),
+    ("alerts", "webhooks"),
 )
+# Of those, the ones read one per line (blank lines and # comments skipped).
+_LIST_SECRETS = frozenset({"allowed_callers", "urls", "webhooks"})
 
 
 def _read_secret_files(data: dict[str, Any], base: Path) -> None:
@@ -416,7 +456,7 @@ def _read_secret_files(data: dict[str, Any], base: Path) -> None:
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigError(f"{dotted}_file: cannot read {file}: {why}") from None
         value: Any = text.strip()
-        if keys[-1] == "allowed_callers":
+        if keys[-1] in _LIST_SECRETS:
             value = [ln.strip() for ln in text.splitlines()
                      if ln.strip() and not ln.lstrip().startswith("#")]
         if not value:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from attestd.alerts.notifier import Notifier, open_alerts
 from attestd.bad_hashes import BadHashIndex
 from attestd.blobs import open_blobs
 from attestd.change_follower import ChangeFollower
@@ -36,6 +37,7 @@ class NodeServices:
     review: ReviewQueue
     # What acts on stored media judged bad (Lemmy follow-up, alerts, evidence) subscribes.
     hits: Hits = field(default_factory=Hits)
+    alerts: Notifier | None = None  # [alerts]: tells admins of hits
 
 
 @contextlib.asynccontextmanager
@@ -79,8 +81,13 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             review=review, quorum=config.federation.bad_quorum,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
+        hits = Hits()
+        alerts = await stack.enter_async_context(open_alerts(config, store))
+        if alerts is not None:
+            hits.subscribe("alerts", alerts.on_hit)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
-                           pipeline=pipeline, jobs=jobs, review=review)
+                           pipeline=pipeline, jobs=jobs, review=review, hits=hits,
+                           alerts=alerts)
 
 
 def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:

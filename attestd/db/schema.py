@@ -408,3 +408,17 @@ blobs = Table(
     Column("data", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Hits waiting to be told to admins ([alerts]): a row lives until a message about it was
+# sent; ``owner`` (a process) renews ``lease_until`` while it holds the row, and another
+# process adopts rows whose lease ran out (their owner stopped before telling them).
+alert_queue = Table(
+    "alert_queue",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("event", JSON, nullable=False),
+    Column("owner", String(40), nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_alert_queue_lease", "lease_until"),
+)

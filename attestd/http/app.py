@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from attestd.alerts.channels import DirectMessageChannel
+from attestd.alerts.notifier import Notifier
 from attestd.config import Config
-from attestd.federation.runtime import open_federation
+from attestd.federation.runtime import Federation, open_federation
 from attestd.hits import Hit
 from attestd.http import activitypub_routes, admin_api, admin_pages, hma_api, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
@@ -62,6 +64,8 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
         app[PIPELINE] = services.pipeline
         app[JOBS] = services.jobs
         app[SERVICES] = services
+        if services.alerts is not None:
+            services.alerts.adopt_orphans()  # tell what a killed process left untold
         expiry = asyncio.create_task(expire_loop(services.review, timedelta(
             days=app[CONFIG].review.unreadable_expire_days)), name="review-expiry")
         yield
@@ -103,8 +107,31 @@ async def _federation(app: web.Application) -> AsyncIterator[None]:
             await fed.publisher.publish_verdict(verdict, hashes, detail)
 
         app[JOBS].on_verdict = on_verdict
+        alerts = app[SERVICES].alerts
+        dm = _admin_messages(app[CONFIG], fed, alerts)
         yield
+        if alerts is not None and dm is not None:
+            alerts.remove_channel(dm)  # the deliverer stops with the federation
         app[JOBS].on_verdict = None
+
+
+def _admin_messages(config: Config, fed: Federation, alerts: Notifier | None
+                    ) -> DirectMessageChannel | None:
+    """``[alerts] admin_actors``: a direct message through the delivery queue. Actors are
+    fetched directly, not through the key ring, whose memory of a failed fetch would
+    turn every retry within a minute into the same failure."""
+    if alerts is None or not config.alerts.admin_actors:
+        return None
+
+    async def enqueue(inboxes: Sequence[str], act: dict[str, Any]) -> None:
+        await fed.store.enqueue(inboxes, act)
+        fed.deliverer.poke()
+
+    dm = DirectMessageChannel(actor=fed.actor.id, base=config.node.base_url,
+                              recipients=config.alerts.admin_actors,
+                              lookup=fed.fetcher.get, enqueue=enqueue)
+    alerts.add_channel(dm)
+    return dm
 
 
 async def _continuous_sweep(app: web.Application) -> AsyncIterator[None]:
