@@ -55,7 +55,7 @@ async def _block(node: Any, data: bytes) -> str:
     await app[STORE].save_image(hashes)
     await overrides.set_override(app[STORE], "block", hashes.sha256, hashes, "planted", "test",
                                  "test")
-    return hashes.sha256
+    return str(hashes.sha256)
 
 
 async def _sweep(node: Any) -> Any:
@@ -191,7 +191,7 @@ async def test_mark_ok_on_unreadable_html_dismisses_it_and_the_html_still_gets_4
         resp = await node.post(f"/admin/review/{item.sha256}/action",
                                data={"csrf_token": csrf, "action": action, **extra})
         assert resp.status == 200
-        return await resp.text()
+        return str(await resp.text())
 
     assert "choose a label" in await act("confirm", label="")
     assert (await store.lookup(item.sha256)).verdict is None
