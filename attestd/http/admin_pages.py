@@ -296,7 +296,7 @@ async def review_page(request: web.Request, admin: Admin) -> web.Response:
             "withheld": hidden,
             "opted_in": never_shown and item.sha256 in admin.session.revealed,
             "has_copy": item.kind != "unreadable" and await review.has_copy(item.sha256),
-            "lemmy": admin_api.lemmy_links(lemmy_url, item, hidden),
+            "lemmy": admin_api.lemmy_links(lemmy_url, item, never_shown),
         })
     return render(request, "review.html", admin=admin, cards=cards, kind=kind,
                   kinds=REVIEW_KINDS, bad_labels=admin_api.BAD_LABELS)

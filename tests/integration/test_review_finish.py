@@ -228,3 +228,22 @@ async def test_the_api_dismisses_unreadable_items_only_and_says_has_copy(node: A
     assert status == 409 and "no open review item" in body["error"]
     assert await node.server.app[STORE].list_overrides() == []
     assert await _scan(node, HTML) == 415
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+async def test_no_lemmy_link_for_an_image_never_shown_unasked(
+        aiohttp_client: Any, tmp_path: Path, db_url: str) -> None:
+    node = await aiohttp_client(create_app(make_config(
+        tmp_path, db_url, review={"lemmy_url": LEMMY})))
+    review = node.server.app[SERVICES].review
+    await review.add("8" * 64, "flagged", "x", label="nsfw", aliases=["nsfw.jpg"])
+    await review.add("9" * 64, "flagged", "x", label="csam_suspect", aliases=["csam.jpg"])
+    items = await _items(node)
+    assert items["8" * 64]["lemmy_urls"] == [f"{LEMMY}/pictrs/image/nsfw.jpg"]
+    assert items["9" * 64]["aliases"] == ["csam.jpg"] and items["9" * 64]["lemmy_urls"] == []
+    csrf = await login(node)
+    # Lemmy serves the image clear: not linked even after the opt-in to see it blurred.
+    await node.post(f"/admin/review/{'9' * 64}/reveal", data={"csrf_token": csrf})
+    cards = _cards(await (await node.get("/admin/review")).text())
+    assert f'href="{LEMMY}/pictrs/image/nsfw.jpg"' in cards["8" * 64]
+    assert "Open in Lemmy" not in cards["9" * 64] and "csam.jpg" not in cards["9" * 64]
