@@ -213,6 +213,21 @@ class ReviewConfig(_Section):
     unreadable_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
     # ... and drops items (and copies) nobody looked at after this many days.
     unreadable_expire_days: float = Field(14.0, gt=0)
+    # Copies of the other items (flagged, rescan, disputed: readable images judged bad),
+    # so a reviewer has a preview: this many bytes in all (beyond, items are queued
+    # without one and say so), each dropped (the item stays) after this many days.
+    copy_max_bytes: int = Field(1024 * 1024 * 1024, ge=0)
+    copy_expire_days: float = Field(30.0, gt=0)
+    # Lemmy's public URL: items whose pict-rs alias a sweep recorded link to
+    # {lemmy_url}/pictrs/image/{alias}. Empty: no link.
+    lemmy_url: str = ""
+
+    @field_validator("lemmy_url")
+    @classmethod
+    def _lemmy_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be empty or start with http:// or https://")
+        return v.rstrip("/")
 
 
 class FederationConfig(_Section):

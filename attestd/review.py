@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Row, case, delete, func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -46,6 +47,10 @@ def kind_for_verdict(label: str, decision: str, job_reason: str | None) -> str |
     return "flagged" if label in FLAGGED_LABELS else None
 
 
+# Aliases kept per item (a pict-rs image rarely has more than a few).
+MAX_ALIASES = 20
+
+
 @dataclass(frozen=True, slots=True)
 class ReviewItem:
     sha256: str
@@ -54,6 +59,14 @@ class ReviewItem:
     created_at: datetime
     resolved_at: datetime | None
     label: str | None = None
+    # pict-rs aliases a sweep found the image under; why no copy is kept, when none is.
+    aliases: tuple[str, ...] = ()
+    copy_note: str | None = None
+
+
+def lemmy_image_url(base_url: str, alias: str) -> str:
+    """Where Lemmy serves the pict-rs image ``alias`` (through its /pictrs proxy)."""
+    return f"{base_url.rstrip('/')}/pictrs/image/{quote(alias, safe='')}"
 
 
 class ReviewQueue:
@@ -67,23 +80,95 @@ class ReviewQueue:
         self.on_not_kept = on_not_kept
 
     async def add(self, sha256: str, kind: str, reason: str, *, label: str | None = None,
-                  data: bytes | None = None, caller: str | None = None) -> bool:
-        """Queue ``sha256`` for review, keeping ``data`` for the reviewer; an open item for
-        it stays as it is, a resolved one opens again. False if an unreadable upload was
-        not queued because the queue holds as many as ``limits`` allow."""
+                  data: bytes | None = None, caller: str | None = None,
+                  aliases: Sequence[str] = (), copy_note: str | None = None) -> bool:
+        """Queue ``sha256`` for review, keeping ``data`` for the reviewer (within the
+        ``limits``); an open item for it stays as it is (gaining ``aliases``, and a copy
+        if it had none), a resolved one opens again. ``copy_note`` says why no ``data``
+        came. False if an unreadable upload was not queued because the queue holds as
+        many as ``limits`` allow."""
         if kind == "unreadable" and self.limits is not None:
             return await self._add_unreadable(sha256, reason[:1000], data, caller)
-        if data is not None and self.copies is not None:
-            await self.copies.put(sha256, data)
+        c = t.review_items.c
+        note = copy_note[:300] if data is None and copy_note else None
+        size = 0
         async with self.store.writing() as conn:
             await conn.execute(_insert_ignore(conn)(t.review_items).values(
                 sha256=sha256, kind=kind, reason=reason[:1000], label=label,
-                created_at=utcnow()).on_conflict_do_nothing())
-            await conn.execute(update(t.review_items).where(
-                (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_not(None))
-                .values(kind=kind, reason=reason[:1000], label=label, created_at=utcnow(),
-                        resolved_at=None))
+                created_at=utcnow(), copy_note=note).on_conflict_do_nothing())
+            row = (await conn.execute(select(c.resolved_at, c.copy_bytes, c.aliases, c.copy_note)
+                                      .where(c.sha256 == sha256))).one()
+            reopen = row.resolved_at is not None
+            values: dict[str, Any] = {}
+            if reopen:
+                values = dict(kind=kind, reason=reason[:1000], label=label, created_at=utcnow(),
+                              resolved_at=None, copy_bytes=None, copy_note=note)
+            known = () if reopen else _aliases(row.aliases)
+            merged = tuple(dict.fromkeys([*known, *aliases]))[:MAX_ALIASES]
+            if merged != known:
+                values["aliases"] = list(merged)
+            if data is not None and self.copies is not None and (reopen or not row.copy_bytes):
+                why = await self._no_room(conn, len(data))
+                if why is None:
+                    size = len(data)
+                    values.update(copy_bytes=size, copy_note=None)
+                else:
+                    values["copy_note"] = why
+            elif note is not None and not reopen and not row.copy_bytes:
+                values["copy_note"] = note
+            if values:
+                await conn.execute(update(t.review_items).where(c.sha256 == sha256)
+                                   .values(**values))
+        if size and data is not None and self.copies is not None:
+            await self.copies.put(sha256, data)
         return True
+
+    async def copy_fits(self, sha256: str, size: int | None) -> bool:
+        """Whether a copy of ``size`` bytes (unknown: None) would be kept for the open
+        or new item of ``sha256``, which has none yet: for a caller that would have to
+        download the bytes first."""
+        if self.copies is None:
+            return False
+        c = t.review_items.c
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(select(c.resolved_at, c.copy_bytes)
+                                      .where(c.sha256 == sha256))).first()
+            if row is not None and row.resolved_at is None and row.copy_bytes:
+                return False  # already kept
+            return await self._no_room(conn, size or 0) is None
+
+    async def _no_room(self, conn: AsyncConnection, size: int) -> str | None:
+        """Why a copy of ``size`` bytes of a readable image is not kept, or None."""
+        if self.limits is None:
+            return None
+        c = t.review_items.c
+        kept = int((await conn.execute(select(func.coalesce(func.sum(c.copy_bytes), 0)).where(
+            (c.kind != "unreadable") & c.resolved_at.is_(None)))).scalar() or 0)
+        if kept + size <= self.limits.copy_max_bytes:
+            return None
+        log.warning("queued an image for review without its copy: copies of open items hold "
+                    "%d of review.copy_max_bytes = %d bytes", kept, self.limits.copy_max_bytes,
+                    extra={REPEAT_KEY: "review:copy_max_bytes"})
+        return (f"not kept: copies of open items already hold {kept} of "
+                f"review.copy_max_bytes = {self.limits.copy_max_bytes} bytes")
+
+    async def expire_copies(self, older_than: timedelta) -> int:
+        """Drop the copies (not the items) of open readable items queued longer than
+        ``older_than`` ago; returns how many."""
+        c = t.review_items.c
+        stale = (c.kind != "unreadable") & c.resolved_at.is_(None) & c.copy_bytes.is_not(None) & (
+            c.created_at <= utcnow() - older_than)
+        days = older_than.total_seconds() / 86400
+        async with self.store.writing() as conn:
+            shas = [str(s) for s in (await conn.execute(select(c.sha256).where(stale))).scalars()]
+            if shas:
+                await conn.execute(update(t.review_items).where(stale & c.sha256.in_(shas))
+                                   .values(copy_bytes=None, copy_note=(
+                                       f"dropped after {days:g} days (review.copy_expire_days)")))
+        if self.copies is not None:
+            for sha in shas:
+                await self.copies.delete(sha)
+        return len(shas)
 
     async def _add_unreadable(self, sha256: str, reason: str, data: bytes | None,
                               caller: str | None) -> bool:
@@ -101,12 +186,15 @@ class ReviewQueue:
                 self._not_kept(why, caller)
                 return False
             size = len(data) if data is not None and self.copies is not None else 0
+            note = None
             if size and await self._kept_bytes(conn) + size > self.limits.unreadable_max_bytes:
                 self._not_kept("copy", caller)
                 size = 0
+                note = (f"not kept: copies of open unreadable items hold review."
+                        f"unreadable_max_bytes = {self.limits.unreadable_max_bytes} bytes")
             values = dict(kind="unreadable", reason=reason, label=None, created_at=utcnow(),
                           resolved_at=None, caller=caller[:100] if caller else None,
-                          copy_bytes=size or None)
+                          copy_bytes=size or None, copy_note=note)
             if row is None:
                 await conn.execute(t.review_items.insert().values(sha256=sha256, **values))
             else:
@@ -233,16 +321,27 @@ class ReviewQueue:
 
 async def expire_loop(review: ReviewQueue, older_than: timedelta,
                       interval_s: float = 3600.0) -> None:
-    """``expire_unreadable`` every ``interval_s``, until cancelled."""
+    """``expire_unreadable`` (and ``expire_copies`` after ``review.copy_expire_days``)
+    every ``interval_s``, until cancelled."""
     while True:
         try:
             if n := await review.expire_unreadable(older_than):
                 log.info("dropped %d unreadable review items older than %s", n, older_than)
+            if review.limits is not None:
+                copies = timedelta(days=review.limits.copy_expire_days)
+                if n := await review.expire_copies(copies):
+                    log.info("dropped the copies of %d review items older than %s", n, copies)
         except Exception:  # the database may be briefly unreachable; try again later
-            log.exception("could not expire unreadable review items")
+            log.exception("could not expire review items")
         await asyncio.sleep(interval_s)
+
+
+def _aliases(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(a for a in value if isinstance(a, str))
 
 
 def _item(r: Row[Any]) -> ReviewItem:
     return ReviewItem(r.sha256, r.kind, r.reason, as_utc(r.created_at) or utcnow(),
-                      as_utc(r.resolved_at), r.label)
+                      as_utc(r.resolved_at), r.label, _aliases(r.aliases), r.copy_note)

@@ -3,7 +3,10 @@
 
 - confirm: a human-review verdict, published as an attestation (peers weigh it above a
   classifier's);
-- mark ok: an allow override, and every verdict and attestation of ours on it withdrawn;
+- mark ok: an allow override, and every verdict and attestation of ours on it withdrawn
+  (for bytes no decoder could read, a dismissal: an allow override would let them pass);
+- dismiss: an unreadable upload (junk: HTML, corrupt bytes) leaves the queue, nothing else
+  changes (the bytes are still refused);
 - quarantine: a block override, and the reviewed copy kept with an evidence record
   where ``sweep.quarantine`` says.
 """
@@ -79,9 +82,30 @@ async def withdraw(rv: Reviewer, sha256: str, *, actor: str, note: str = "",
     return n, retracted
 
 
+async def dismiss(rv: Reviewer, sha256: str, *, actor: str, note: str = "") -> None:
+    """Take an unreadable upload off the queue, changing nothing else. Refused for other
+    kinds: an image judged bad is confirmed, marked ok or quarantined, never dropped."""
+    item = await rv.review.get(sha256)
+    if item is None or item.resolved_at is not None:
+        raise ReviewActionError("no open review item for this image")
+    if item.kind != "unreadable":
+        raise ReviewActionError(f"only unreadable items can be dismissed; this one is "
+                                f"{item.kind}: confirm it bad, mark it ok or quarantine it")
+    await rv.review.resolve(sha256)
+    await rv.store.write_audit([AuditEntry(
+        actor=actor, action="review_dismiss", sha256=sha256, label="unreadable",
+        reason=note or None, detail={"reason": item.reason})])
+
+
 async def mark_ok(rv: Reviewer, sha256: str, *, actor: str, note: str = ""
-                  ) -> tuple[Override, int, list[str]]:
-    """A false positive: allow it (exact sha256 only) and withdraw what we said of it."""
+                  ) -> tuple[Override | None, int, list[str]]:
+    """A false positive: allow it (exact sha256 only) and withdraw what we said of it.
+    An unreadable item is dismissed instead (no override: None): the decoder cannot read
+    those bytes, and an allow override would accept them without reading them."""
+    item = await rv.review.get(sha256)
+    if item is not None and item.resolved_at is None and item.kind == "unreadable":
+        await dismiss(rv, sha256, actor=actor, note=note or "marked ok in review")
+        return None, 0, []
     n, retracted = await withdraw(rv, sha256, actor=actor, note=note)
     ov, _ = await overrides.set_override(rv.store, "allow", sha256, None,
                                          note or "marked ok in review", actor, "review")

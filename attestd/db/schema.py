@@ -340,6 +340,10 @@ review_items = Table(
     # count for unreadable uploads.
     Column("caller", String(100), nullable=True),
     Column("copy_bytes", BigInteger, nullable=True),
+    # pict-rs aliases a sweep found it under (for a link to Lemmy), and why no copy of
+    # it is kept when none is (limits, a failed download, expiry).
+    Column("aliases", JSON, nullable=True),
+    Column("copy_note", Text, nullable=True),
     Index("ix_review_items_kind_open", "kind", "resolved_at"),
 )
 

@@ -26,13 +26,13 @@ from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, SERVICES, STORE
 from attestd.http.body import read_json_object
 from attestd.jobs.store import JobStore, worker_name_problem
 from attestd.model import Override
-from attestd.review import REVIEW_KINDS, ReviewItem
+from attestd.review import REVIEW_KINDS, ReviewItem, lemmy_image_url
 from scanner import normalise_hex
 
 PREFIX = "/api/v1/admin"
 BODY_MAX_BYTES = 64 * 1024
 AUDIT_MAX_ROWS = 10_000
-REVIEW_ACTIONS = ("confirm", "mark_ok", "quarantine")
+REVIEW_ACTIONS = ("confirm", "mark_ok", "quarantine", "dismiss")
 BAD_LABELS = tuple(label for label in ATTESTED_LABELS if label != "ok")
 
 
@@ -188,10 +188,22 @@ async def stats(request: web.Request) -> web.Response:
 
 # -- review -------------------------------------------------------------------------------
 
-def review_json(item: ReviewItem, never_shown: bool) -> dict[str, Any]:
+def review_json(item: ReviewItem, never_shown: bool, has_copy: bool,
+                lemmy_url: str = "") -> dict[str, Any]:
     return {"sha256": item.sha256, "kind": item.kind, "label": item.label,
             "reason": item.reason, "since": item.created_at.isoformat(),
-            "never_shown_without_opt_in": never_shown}
+            "never_shown_without_opt_in": never_shown, "has_copy": has_copy,
+            "copy_note": None if has_copy else item.copy_note,
+            "aliases": list(item.aliases),
+            "lemmy_urls": lemmy_links(lemmy_url, item, never_shown)}
+
+
+def lemmy_links(lemmy_url: str, item: ReviewItem, never_shown: bool) -> list[str]:
+    """Where Lemmy shows the item's image (``review.lemmy_url``): none for an image that
+    is never shown without an opt-in, since Lemmy serves it clear."""
+    if not lemmy_url or never_shown:
+        return []
+    return [lemmy_image_url(lemmy_url, alias) for alias in item.aliases]
 
 
 async def list_review(request: web.Request) -> web.Response:
@@ -203,22 +215,28 @@ async def list_review(request: web.Request) -> web.Response:
     review = request.app[SERVICES].review
     items = await review.items(kind, limit=int_param(request, "limit", 200, 1, 1000))
     withheld = await review.never_shown_of([it.sha256 for it in items])
-    return web.json_response({"items": [review_json(it, it.sha256 in withheld) for it in items]})
+    lemmy_url = request.app[CONFIG].review.lemmy_url
+    return web.json_response({"items": [
+        review_json(it, it.sha256 in withheld, await review.has_copy(it.sha256), lemmy_url)
+        for it in items]})
 
 
 async def review_action(request: web.Request, actor: str, sha: str, action: str, label: str,
                         note: str) -> dict[str, Any]:
-    """Take a review action (confirm, mark_ok, quarantine) on ``sha``; shared by the API
-    and the pages. Raises RequestError for what cannot be done."""
+    """Take a review action (confirm, mark_ok, quarantine, dismiss) on ``sha``; shared by
+    the API and the pages. Raises RequestError for what cannot be done."""
     if action not in REVIEW_ACTIONS:
         raise RequestError(400, f"action must be one of {', '.join(REVIEW_ACTIONS)}")
     rv = reviewer(request.app)
-    hashes = await rv.store.get_hashes(sha) if action != "mark_ok" else None
+    hashes = await rv.store.get_hashes(sha) if action in ("confirm", "quarantine") else None
     try:
         if action == "confirm":
             if not label:
                 item = await rv.review.get(sha)
                 label = item.label if item is not None and item.label else ""
+            if not label:
+                raise RequestError(400, "choose a label: this item was queued without one "
+                                        f"(one of {', '.join(BAD_LABELS)})")
             if label not in BAD_LABELS:
                 raise RequestError(400, f"label must be one of {', '.join(BAD_LABELS)}")
             verdict, attestation = await review_actions.confirm(rv, sha, hashes, label,
@@ -226,7 +244,11 @@ async def review_action(request: web.Request, actor: str, sha: str, action: str,
             return {"verdict": verdict.id, "label": label, "attestation": attestation}
         if action == "mark_ok":
             ov, n, retracted = await review_actions.mark_ok(rv, sha, actor=actor, note=note)
-            return {"override": ov.id, "verdicts_withdrawn": n, "retracted": retracted}
+            return {"override": None if ov is None else ov.id, "dismissed": ov is None,
+                    "verdicts_withdrawn": n, "retracted": retracted}
+        if action == "dismiss":
+            await review_actions.dismiss(rv, sha, actor=actor, note=note)
+            return {"dismissed": True}
         where = await review_actions.quarantine(
             rv, sha, hashes, quarantine_target(request.app), actor=actor,
             node=request.app[CONFIG].node.base_url, note=note)
@@ -236,7 +258,8 @@ async def review_action(request: web.Request, actor: str, sha: str, action: str,
 
 
 async def act_on_review(request: web.Request) -> web.Response:
-    """``{"action": "confirm" | "mark_ok" | "quarantine", "label": ..., "note": ...}``"""
+    """``{"action": "confirm" | "mark_ok" | "quarantine" | "dismiss", "label": ...,
+    "note": ...}``"""
     admin = await require_reviewer(request)  # moderators too
     sha = sha_param(request.match_info["sha256"])
     doc = await read_json_object(request, BODY_MAX_BYTES)

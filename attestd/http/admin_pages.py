@@ -40,7 +40,7 @@ from attestd.http.admin_auth import (
     users,
 )
 from attestd.http.admin_context import ADMIN_STATE, AdminState, federated
-from attestd.http.appkeys import FEDERATION, METRICS, SERVICES, STORE
+from attestd.http.appkeys import CONFIG, FEDERATION, METRICS, SERVICES, STORE
 from attestd.jobs.store import JobStore
 from attestd.login_failures import LoginFailures
 from attestd.model import AuditEntry, utcnow
@@ -286,14 +286,17 @@ async def review_page(request: web.Request, admin: Admin) -> web.Response:
     assert admin.session is not None
     items = await review.items(kind, limit=200)
     withheld = await review.never_shown_of([it.sha256 for it in items])
+    lemmy_url = request.app[CONFIG].review.lemmy_url
     cards = []
     for item in items:
         never_shown = item.sha256 in withheld
+        hidden = never_shown and item.sha256 not in admin.session.revealed
         cards.append({
             "item": item,
-            "withheld": never_shown and item.sha256 not in admin.session.revealed,
+            "withheld": hidden,
             "opted_in": never_shown and item.sha256 in admin.session.revealed,
             "has_copy": item.kind != "unreadable" and await review.has_copy(item.sha256),
+            "lemmy": admin_api.lemmy_links(lemmy_url, item, never_shown),
         })
     return render(request, "review.html", admin=admin, cards=cards, kind=kind,
                   kinds=REVIEW_KINDS, bad_labels=admin_api.BAD_LABELS)
@@ -303,11 +306,15 @@ async def review_act(request: web.Request, admin: Admin, form: Any) -> str:
     sha = admin_api.sha_param(request.match_info["sha256"])
     action = str(form.get("action", ""))
     result = await admin_api.review_action(
-        request, admin.actor, sha, action, str(form.get("label", "csam_suspect")),
+        request, admin.actor, sha, action, str(form.get("label", "")),
         admin_api.note_param(str(form.get("note", ""))))
     done = {"confirm": f"confirmed {result.get('label')} and attested",
             "mark_ok": "marked ok: allowed, and our verdicts withdrawn",
-            "quarantine": f"blocked and quarantined to {result.get('quarantined_to')}"}
+            "quarantine": f"blocked and quarantined to {result.get('quarantined_to')}",
+            "dismiss": "dismissed; the upload is still refused"}
+    if action == "mark_ok" and result.get("dismissed"):
+        return (f"{sha[:12]}…: dismissed, not allowed: no decoder can read these bytes, so "
+                "they are still refused")
     return f"{sha[:12]}…: {done.get(action, action)}"
 
 

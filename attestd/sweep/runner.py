@@ -284,7 +284,7 @@ class Sweeper:
             await self.sweeps.record(run_id, self.source.name, [c.record for c in checked])
             for c in checked:
                 if c.record.action == "flag":
-                    await self._flag(run_id, summary, c.record.obj, c.record.outcome)
+                    await self._flag(run_id, summary, c.record.obj, c.record.outcome, c.data)
                 elif c.record.action_state == "pending":
                     await self._act(run_id, summary, c.record.obj, c.record.action,
                                     c.record.outcome, c.data)
@@ -344,11 +344,15 @@ class Sweeper:
     # -- acting ---------------------------------------------------------------------------
 
     async def _flag(self, run_id: int, summary: RunSummary, obj: StoredObject,
-                    outcome: CheckOutcome) -> None:
+                    outcome: CheckOutcome, data: bytes | None) -> None:
         if self.review is not None:
+            note = None
+            if data is None:
+                data, note = await self._copy_for_review(obj, outcome, summary)
             await self.review.add(outcome.sha256, "flagged",
                                   f"sweep found {outcome.label} at {obj.key} "
-                                  f"({outcome.source}): {outcome.reason}", label=outcome.label)
+                                  f"({outcome.source}): {outcome.reason}", label=outcome.label,
+                                  data=data, aliases=obj.aliases, copy_note=note)
         summary.acted["flag"] = summary.acted.get("flag", 0) + 1
         await self.sweeps.action_done(
             self.source.name, obj.key, "done", "flagged for review",
@@ -356,6 +360,28 @@ class Sweeper:
                         dry_run=self.settings.dry_run))
         if not self.settings.dry_run:
             await self._hit(run_id, obj, outcome, "flag", "flagged for review", None)
+
+    async def _copy_for_review(self, obj: StoredObject, outcome: CheckOutcome,
+                               summary: RunSummary) -> tuple[bytes | None, str | None]:
+        """The bytes of an object decided from stored hashes, downloaded only so the
+        reviewer sees what was flagged, and only when the review limits keep them; else
+        None and why (None too when no copy is wanted: the item already has one)."""
+        assert self.review is not None
+        if self.review.copies is None:
+            return None, None
+        if not await self.review.copy_fits(outcome.sha256, obj.size):
+            if await self.review.has_copy(outcome.sha256):
+                return None, None
+            return None, ("not downloaded: the sweep decided from stored hashes and a copy "
+                          "would not fit the review copy limits (review.copy_max_bytes)")
+        try:
+            data = await self.source.fetch(obj)
+        except (ObjectGone, SweepError) as exc:
+            return None, f"could not download it for a copy: {exc}"[:300]
+        summary.downloaded += 1
+        if sha256_hex(data) != outcome.sha256:
+            return None, f"not kept: {obj.key} changed since it was checked"
+        return data, None
 
     async def _act(self, run_id: int, summary: RunSummary, obj: StoredObject, action: str,
                    outcome: CheckOutcome, data: bytes | None) -> None:

@@ -35,7 +35,7 @@ ARTIFACTS = Path(os.environ.get("ATTESTD_TEST_ARTIFACTS",
                                 Path(__file__).resolve().parents[2] / "test-artifacts")) / "admin-ui"
 PASSWORD = "a long moderator passphrase"
 PEER = "https://peer.example/actor"
-SHA_NSFW, SHA_CSAM = "4" * 64, "5" * 64
+SHA_NSFW, SHA_CSAM, SHA_JUNK = "4" * 64, "5" * 64, "7" * 64
 
 
 @pytest.fixture
@@ -73,6 +73,8 @@ async def _seed(env: dict[str, str]) -> None:
                          label="nsfw", data=jpeg(41, (640, 480)))
         await review.add(SHA_CSAM, "flagged", "classified csam_suspect by classifier:test",
                          label="csam_suspect", data=jpeg(42, (640, 480)))
+        await review.add(SHA_JUNK, "unreadable", "markup (HTML or SVG), not an image",
+                         data=b"<!doctype html><p>junk</p>")
         await PeerStore(store).add(PEER, "https://peer.example/inbox", None, "bad_only",
                                    "https://node.example/activities/1")
     finally:
@@ -172,6 +174,13 @@ def test_admin_logs_in_reviews_changes_trust_and_adds_an_override(
         nsfw.get_by_role("button", name="Confirm bad").click()
         expect(page.get_by_role("status")).to_contain_text("confirmed nsfw")
         expect(page.locator(f"#item-{SHA_NSFW}")).to_have_count(0)
+
+        # Unreadable junk: no label is preselected, and Dismiss takes it off the queue.
+        junk = page.locator(f"#item-{SHA_JUNK}")
+        expect(junk.get_by_label("Label")).to_have_value("")
+        junk.get_by_role("button", name="Dismiss").click()
+        expect(page.get_by_role("status")).to_contain_text("dismissed")
+        expect(page.locator(f"#item-{SHA_JUNK}")).to_have_count(0)
 
         # Peers: change the trust of one.
         page.get_by_role("link", name="Peers").click()
