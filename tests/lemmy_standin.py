@@ -36,6 +36,8 @@ from typing import Any
 from aiohttp import web
 
 LIMIT_MAX = 50
+BODY: web.RequestKey[Any] = web.RequestKey("body", object)
+USER: web.RequestKey[Any] = web.RequestKey("user", object)
 
 
 def _now() -> str:
@@ -152,7 +154,7 @@ class LemmyStandIn:
                 self.fail_on[request.path] -= 1
             return web.Response(status=503, text="<html>503 Service Temporarily "
                                                  "Unavailable</html>", content_type="text/html")
-        request["body"] = body
+        request[BODY] = body
         token = None
         auth = request.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
@@ -160,11 +162,11 @@ class LemmyStandIn:
         elif "jwt" in request.cookies:
             token = request.cookies["jwt"]
         # Lemmy ignores a token it does not know: the request goes on without a user.
-        request["user"] = self.users.get(self.tokens.get(token or "", ""))
+        request[USER] = self.users.get(self.tokens.get(token or "", ""))
         return await handler(request)  # type: ignore[no-any-return]
 
     async def _login(self, request: web.Request) -> web.Response:
-        b = request["body"] or {}
+        b: dict[str, Any] = request[BODY] or {}
         user = self.users.get(str(b.get("username_or_email", "")))
         if user is None or user["password"] is None or user["password"] != b.get("password"):
             return _err("incorrect_login", 401)
@@ -174,7 +176,7 @@ class LemmyStandIn:
                                   "verify_email_sent": False})
 
     def _admin(self, request: web.Request) -> web.Response | None:
-        user = request["user"]
+        user = request[USER]
         if user is None:
             return _err("incorrect_login", 401)
         if not user["admin"]:
@@ -234,9 +236,9 @@ class LemmyStandIn:
 
     def _report(self, kind: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
-            if request["user"] is None:
+            if request[USER] is None:
                 return _err("incorrect_login", 401)
-            b = request["body"] or {}
+            b: dict[str, Any] = request[BODY] or {}
             table = self.posts if kind == "post" else self.comments
             if b.get(f"{kind}_id") not in table:
                 return _err(f"couldnt_find_{kind}")
@@ -250,11 +252,11 @@ class LemmyStandIn:
 
     def _remove(self, kind: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
-            if request["user"] is None:
+            if request[USER] is None:
                 return _err("incorrect_login", 401)
-            b = request["body"] or {}
+            b: dict[str, Any] = request[BODY] or {}
             table = self.posts if kind == "post" else self.comments
-            item = table.get(b.get(f"{kind}_id"))
+            item = table.get(b.get(f"{kind}_id", -1))
             if item is None:
                 return _err(f"couldnt_find_{kind}")
             item["removed"] = bool(b.get("removed"))
@@ -268,9 +270,9 @@ class LemmyStandIn:
         async def handler(request: web.Request) -> web.Response:
             if (refused := self._admin(request)) is not None:
                 return refused
-            b = request["body"] or {}
+            b: dict[str, Any] = request[BODY] or {}
             table = self.posts if kind == "post" else self.comments
-            if table.pop(b.get(f"{kind}_id"), None) is None:
+            if table.pop(b.get(f"{kind}_id", -1), None) is None:
                 return _err(f"couldnt_find_{kind}")
             if kind == "post":
                 for cid in [c for c, v in self.comments.items() if v["post_id"] == b["post_id"]]:
@@ -281,8 +283,8 @@ class LemmyStandIn:
     async def _ban(self, request: web.Request) -> web.Response:
         if (refused := self._admin(request)) is not None:
             return refused
-        b = request["body"] or {}
-        person = self.persons.get(b.get("person_id"))
+        b: dict[str, Any] = request[BODY] or {}
+        person = self.persons.get(b.get("person_id", -1))
         if person is None:
             return _err("couldnt_update_user", 404)
         person["banned"] = bool(b.get("ban"))
@@ -300,8 +302,8 @@ class LemmyStandIn:
     async def _purge_person(self, request: web.Request) -> web.Response:
         if (refused := self._admin(request)) is not None:
             return refused
-        b = request["body"] or {}
-        person = self.persons.get(b.get("person_id"))
+        b: dict[str, Any] = request[BODY] or {}
+        person = self.persons.get(b.get("person_id", -1))
         if person is None:
             return _err("couldnt_find_person")
         person.update(banned=True, deleted=True, bio=None, avatar=None)

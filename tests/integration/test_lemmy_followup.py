@@ -1,0 +1,257 @@
+"""Following hits up in Lemmy, against a stand-in reproducing Lemmy 0.19.20's API
+(tests/lemmy_standin.py): a real sweep of a stand-in pict-rs finds an image a hash list
+names, and the node's follow-up finds its uploader and the post and comment using it,
+then acts as the policy for hash-list evidence says: purges and bans under an automatic
+policy, only reports by default, changes nothing in dry run; a classifier verdict alone
+never acts by default; a 503 is retried; the audit log shows every step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from attestd.config import Config
+from attestd.hits import Hit
+from attestd.services import NodeServices, open_services
+from attestd.sweep.runtime import open_sweeper
+from tests.conftest import async_wait_for, free_port, make_config_env, migrate, run_cli
+from tests.images import jpeg
+from tests.lemmy_standin import LemmyStandIn
+from tests.pictrs_standin import PictrsStandIn
+
+BAD = jpeg(4242)
+BOT_PASSWORD = "bot-password-" + uuid.uuid4().hex
+AUTOMATIC = {"policy.hash_list": ["purge", "ban_remove_data"]}
+
+
+@dataclass
+class Instance:
+    """A Lemmy with an uploader whose image is in a post and named in someone's comment,
+    and an unrelated post; the pict-rs behind it holds that image and a good one."""
+
+    lemmy: LemmyStandIn
+    pictrs: PictrsStandIn
+    lemmy_url: str
+    pictrs_url: str
+    alias: str
+    uploader: int
+    commenter: int
+    post: int
+    comment: int
+    unrelated: int
+
+
+@pytest.fixture
+async def instance() -> AsyncIterator[Instance]:
+    lemmy = LemmyStandIn()
+    pictrs = PictrsStandIn(api_key="pictrs-key-" + uuid.uuid4().hex)
+    pictrs.add(jpeg(1, size=(200, 150)))
+    alias = pictrs.add(BAD).aliases[0]
+    lemmy.person("attestd-bot", password=BOT_PASSWORD, admin=True)
+    uploader = lemmy.person("uploader", password="x")
+    commenter = lemmy.person("commenter", password="y")
+    lemmy.upload(commenter, f"{uuid.uuid4()}.jpg")
+    lemmy.upload(uploader, alias)
+    post = lemmy.post(uploader, url=lemmy.image_url(alias), name="look")
+    comment = lemmy.comment(commenter, post, f"again: ![]({lemmy.image_url(alias)})")
+    unrelated = lemmy.post(commenter, url="https://example.org/cat.jpg", name="a cat")
+    runners = []
+    urls = []
+    for app in (lemmy.app(), pictrs.app()):
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        urls.append(f"http://127.0.0.1:{port}")
+    yield Instance(lemmy, pictrs, urls[0], urls[1], alias, uploader, commenter, post, comment,
+                   unrelated)
+    for runner in runners:
+        await runner.cleanup()
+
+
+def node_config(tmp_path: Path, inst: Instance, **lemmy: Any) -> Config:
+    """A node whose sweep reads the stand-in pict-rs and whose hash list names BAD."""
+    url = f"sqlite:///{tmp_path / 'attestd.db'}"
+    migrate(url)
+    sections = {
+        "sweep": {"source": "pictrs", "pictrs.url": inst.pictrs_url,
+                  "pictrs.api_token": inst.pictrs.api_key, "action": "flag"},
+        "lemmy": {"url": inst.lemmy_url, "public_url": inst.lemmy.base,
+                  "username": "attestd-bot", "password": BOT_PASSWORD, "retry_base_s": 0.05,
+                  **lemmy}}
+    cfg, env = make_config_env(tmp_path, url, **sections)
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"sha256\n{hashlib.sha256(BAD).hexdigest()}\n")
+    code, out = run_cli(env, "hashes", "import", str(listed), "--label", "csam_suspect",
+                        "--source", "ncmec")
+    assert code == 0, out
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def node(cfg: Config) -> AsyncIterator[NodeServices]:
+    async with open_services(cfg, follow_index=False) as services:
+        assert services.lemmy is not None
+        yield services
+
+
+async def sweep_and_follow_up(cfg: Config) -> list[Any]:
+    """One sweep of the whole store, then every follow-up step it caused; the audit."""
+    async with node(cfg) as services:
+        async with open_sweeper(cfg, cfg.sweep, services) as sweeper:
+            summary = await sweeper.sweep_all()
+        assert summary.acted == {"flag": 1}, summary
+        assert services.lemmy is not None
+        await services.lemmy.run_due()
+        return await lemmy_audit(services)
+
+
+async def lemmy_audit(services: NodeServices) -> list[Any]:
+    return [a for a in reversed(await services.store.recent_audit(500))
+            if a.actor == "lemmy-follow-up"]
+
+
+async def test_automatic_policy_purges_the_post_and_bans_the_uploader(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    audit = await sweep_and_follow_up(cfg)
+    assert instance.post not in lemmy.posts and instance.comment not in lemmy.comments
+    assert lemmy.persons[instance.uploader]["banned"]
+    assert not lemmy.persons[instance.commenter]["banned"]  # named it; did not upload it
+    assert instance.unrelated in lemmy.posts
+    assert lemmy.reports == []
+    ban = next(b for m, p, b in lemmy.requests if p == "/api/v3/user/ban")
+    assert ban == {"person_id": instance.uploader, "ban": True, "remove_data": True,
+                   "reason": "attestd: this image was judged csam_suspect (hash_list)"}
+    # The audit shows every step: what was found, then each act.
+    assert [(a.action, a.detail["target"]) for a in audit] == [
+        ("lemmy_found", "evidence:hash_list"),
+        ("lemmy_purge", f"post:{instance.post}"),
+        # Purging the post took its comments with it: Lemmy's "not found" counts as done.
+        ("lemmy_purge", f"comment:{instance.comment}"),
+        ("lemmy_ban_remove_data", f"person:{instance.uploader}")]
+    found = audit[0].detail
+    assert found["uploader"]["name"] == "uploader"
+    assert {c["id"] for c in found["content"]} == {instance.post, instance.comment}
+    assert "already done (couldnt_find_comment)" in (audit[2].reason or "")
+    # Idempotent: the same hit again, and another run, change nothing more in Lemmy.
+    before = len(lemmy.mutations())
+    async with node(cfg) as services:
+        assert services.lemmy is not None
+        await services.hits.publish(Hit(
+            sha256=hashlib.sha256(BAD).hexdigest(), origin="sweep", label="csam_suspect",
+            source="list:ncmec", action="flag", aliases=(instance.alias,)))
+        assert await services.lemmy.run_due() == 0
+    assert len(lemmy.mutations()) == before
+
+
+async def test_default_policy_only_reports(tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance)
+    audit = await sweep_and_follow_up(cfg)
+    assert instance.post in lemmy.posts and instance.comment in lemmy.comments
+    assert not lemmy.posts[instance.post]["removed"]
+    assert not any(p["banned"] for p in lemmy.persons.values())
+    assert {(r.get("post_id"), r.get("comment_id")) for r in lemmy.reports} == {
+        (instance.post, None), (None, instance.comment)}
+    assert {p for _, p, _ in lemmy.mutations()} == {"/api/v3/post/report",
+                                                      "/api/v3/comment/report"}
+    assert [a.action for a in audit] == ["lemmy_found", "lemmy_report", "lemmy_report"]
+
+
+async def test_dry_run_changes_nothing_in_lemmy_and_audits_what_it_would_do(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, dry_run=True, **AUTOMATIC)
+    audit = await sweep_and_follow_up(cfg)
+    assert lemmy.mutations() == []
+    assert instance.post in lemmy.posts and not lemmy.persons[instance.uploader]["banned"]
+    would = [a.reason for a in audit if a.action == "lemmy_would"]
+    assert would == [f"dry run: would purge post:{instance.post}",
+                     f"dry run: would purge comment:{instance.comment}",
+                     f"dry run: would ban_remove_data person:{instance.uploader}"]
+    assert audit[0].action == "lemmy_found" and audit[0].detail["dry_run"] is True
+
+
+async def test_a_classifier_verdict_alone_never_acts_by_default(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    # Even with every other kind automatic, the classifier's default is a report.
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **{
+        "policy.hash_list": ["purge_person"], "policy.override": ["purge_person"],
+        "policy.human_review": ["purge_person"], "policy.peer": ["purge_person"]})
+    sha = hashlib.sha256(BAD).hexdigest()
+    async with node(cfg) as services:
+        assert services.lemmy is not None
+        verdict = await services.store.add_verdict(sha, "csam_suspect", "classifier", "clip")
+        # As the rescan path publishes it: a verdict whose method the hit does not carry
+        # is looked up in the store.
+        await services.hits.publish(Hit(
+            sha256=sha, origin="rescan", label="csam_suspect", source=f"verdict:{verdict.id}",
+            action="review", aliases=(instance.alias,)))
+        await services.lemmy.run_due()
+        audit = await lemmy_audit(services)
+    assert {p for _, p, _ in lemmy.mutations()} == {"/api/v3/post/report",
+                                                      "/api/v3/comment/report"}
+    assert not any(p["banned"] for p in lemmy.persons.values())
+    assert audit[0].detail["evidence"] == "classifier" and audit[0].detail["steps"] == ["report"]
+
+
+async def test_a_503_is_retried_until_done_and_the_password_never_logged(
+        tmp_path: Path, instance: Instance, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    lemmy = instance.lemmy
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    lemmy.fail_next = 1  # the first call (the login) meets a Lemmy that is restarting
+    lemmy.fail_on["/api/v3/admin/purge/post"] = 2
+    async with node(cfg) as services:
+        assert services.lemmy is not None
+        runner = asyncio.create_task(services.lemmy.run())
+        async with open_sweeper(cfg, cfg.sweep, services) as sweeper:
+            await sweeper.sweep_all()
+        try:
+            async def all_done() -> bool:
+                assert services.lemmy is not None
+                rows = await services.lemmy.steps.steps(hashlib.sha256(BAD).hexdigest())
+                return len(rows) == 4 and all(r.state == "done" for r in rows)
+
+            assert await async_wait_for(all_done, timeout=30)
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        audit = await lemmy_audit(services)
+        steps = {(s.step, s.target): s for s in await services.lemmy.steps.steps(
+            hashlib.sha256(BAD).hexdigest())}
+    assert instance.post not in lemmy.posts
+    retries = [a.detail["target"] for a in audit if a.action == "lemmy_retry"]
+    assert retries == ["evidence:hash_list", f"post:{instance.post}", f"post:{instance.post}"]
+    assert "503" in (audit[0].reason or "")
+    purge = steps[("purge", f"post:{instance.post}")]
+    assert purge.state == "done" and purge.attempts == 3
+    assert all(s.state == "done" for s in steps.values())
+    assert BOT_PASSWORD not in caplog.text
+    assert not any(tok in caplog.text for tok in lemmy.tokens)
+
+
+async def test_a_refusal_is_audited_as_failed_not_retried(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    lemmy.users["attestd-bot"]["admin"] = False  # a bot that is no admin: not_an_admin
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    audit = await sweep_and_follow_up(cfg)
+    assert audit[-1].action == "lemmy_failed" and "not_an_admin" in (audit[-1].reason or "")
+    assert "do it in Lemmy by hand" in (audit[-1].reason or "")
+    assert lemmy.mutations() == []
