@@ -80,10 +80,13 @@ async def instance() -> AsyncIterator[Instance]:
         await runner.cleanup()
 
 
-def node_config(tmp_path: Path, inst: Instance, **lemmy: Any) -> Config:
-    """A node whose sweep reads the stand-in pict-rs and whose hash list names BAD."""
-    url = f"sqlite:///{tmp_path / 'attestd.db'}"
-    migrate(url)
+def node_config(tmp_path: Path, inst: Instance, url: str | None = None,
+                **lemmy: Any) -> Config:
+    """A node whose sweep reads the stand-in pict-rs and whose hash list names BAD (on
+    ``url``, a migrated database, or a new SQLite one)."""
+    if url is None:
+        url = f"sqlite:///{tmp_path / 'attestd.db'}"
+        migrate(url)
     sections = {
         "sweep": {"source": "pictrs", "pictrs.url": inst.pictrs_url,
                   "pictrs.api_token": inst.pictrs.api_key, "action": "flag"},
@@ -123,9 +126,9 @@ async def lemmy_audit(services: NodeServices) -> list[Any]:
 
 
 async def test_automatic_policy_purges_the_post_and_bans_the_uploader(
-        tmp_path: Path, instance: Instance) -> None:
+        tmp_path: Path, instance: Instance, db_url: str) -> None:
     lemmy = instance.lemmy
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, db_url, **AUTOMATIC)
     audit = await sweep_and_follow_up(cfg)
     assert instance.post not in lemmy.posts and instance.comment not in lemmy.comments
     assert lemmy.persons[instance.uploader]["banned"]
@@ -210,10 +213,11 @@ async def test_a_classifier_verdict_alone_never_acts_by_default(
 
 
 async def test_a_503_is_retried_until_done_and_the_password_never_logged(
-        tmp_path: Path, instance: Instance, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, instance: Instance, db_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     lemmy = instance.lemmy
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, db_url, **AUTOMATIC)
     lemmy.fail_next = 1  # the first call (the login) meets a Lemmy that is restarting
     lemmy.fail_on["/api/v3/admin/purge/post"] = 2
     async with node(cfg) as services:
