@@ -84,7 +84,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         stack.push_async_callback(pipeline.close)
         hits, lemmy = Hits(), None
         if config.lemmy.url:
-            lemmy = await stack.enter_async_context(open_followup(config.lemmy, store))
+            lemmy = await stack.enter_async_context(open_followup(config, store))
             hits.subscribe("lemmy follow-up", lemmy.on_hit)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review, hits=hits, lemmy=lemmy)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from attestd.config import LemmyConfig
+from attestd.config import Config
 from attestd.db import schema as t
 from attestd.db.store import Store
 from attestd.hits import Hit
@@ -28,6 +28,8 @@ from attestd.model import AuditEntry, utcnow
 
 log = logging.getLogger(__name__)
 ACTOR = "lemmy-follow-up"
+# The pict-rs aliases of an image, by sha256, asked of pict-rs itself.
+AliasLookup = Callable[[str], Awaitable[tuple[str, ...]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class LemmyFollowUp:
     store: Store
     client: LemmyClient
     settings: FollowUpSettings
+    # For hits that carry no aliases (a rescan, a review): ask pict-rs, when it is known.
+    aliases_of: AliasLookup | None = None
     steps: LemmyStepStore = field(init=False)
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -122,9 +126,10 @@ class LemmyFollowUp:
         kind: policy.EvidenceKind = row.evidence  # type: ignore[assignment]
         steps = policy.steps_for(kind, self.settings.policy,
                                  classifier_alone_may_act=self.settings.classifier_alone_may_act)
+        aliases = await self._aliases(row)
         uploader: policy.Person | None = None
         content: list[policy.Content] = []
-        for alias in d.get("aliases") or ():
+        for alias in aliases:
             uploader = uploader or await self.client.uploader(alias)
             content += [c for c in await self.client.content_using(alias)
                         if c not in content]
@@ -133,7 +138,7 @@ class LemmyFollowUp:
         planned = policy.plan(steps, found, reason)
         dry = self.settings.dry_run
         why = ("no pict-rs alias is known for it, so Lemmy cannot be asked"
-               if not d.get("aliases") else
+               if not aliases else
                "Lemmy knows nothing that uses it" if not planned else "")
         found_json = found.as_json()
         audits = [_audit(row, "lemmy_found", detail={
@@ -152,12 +157,26 @@ class LemmyFollowUp:
                                state="dry_run" if dry else "pending"))
         await self.steps.add(new, retry_dry_run=not dry)
         await self.steps.finish(row.id, "dry_run" if dry else "done", audits[0],
-                                detail={**d, "found": found_json}, attempts=row.attempts + 1)
+                                detail={**d, "aliases": list(aliases), "found": found_json},
+                                attempts=row.attempts + 1)
         if len(audits) > 1:
             await self.store.write_audit(audits[1:])
         log.info("Lemmy follow-up of %s (%s): %s%s", row.sha256, kind,
                  ", ".join(f"{p.step} {p.target}" for p in planned) or "nothing to do",
                  " (dry run)" if dry else "")
+
+    async def _aliases(self, row: StepRow) -> tuple[str, ...]:
+        """The hit's aliases; else those an earlier hit on the image carried (a sweep
+        before the review that confirmed it); else pict-rs's."""
+        own = tuple(row.detail.get("aliases") or ())
+        if own:
+            return own
+        for other in await self.steps.steps(row.sha256):
+            if other.step == "find" and other.detail.get("aliases"):
+                return tuple(other.detail["aliases"])
+        if self.aliases_of is not None:
+            return await self.aliases_of(row.sha256)
+        return ()
 
     async def _act(self, row: StepRow) -> None:
         planned = policy.Planned(row.step, row.target,  # type: ignore[arg-type]
@@ -216,17 +235,43 @@ async def _quiet(aw: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def open_followup(cfg: LemmyConfig, store: Store) -> AsyncIterator[LemmyFollowUp]:
-    """The follow-up ``[lemmy]`` configures (its HTTP session closed afterwards)."""
+async def open_followup(config: Config, store: Store) -> AsyncIterator[LemmyFollowUp]:
+    """The follow-up ``[lemmy]`` configures (its HTTP sessions closed afterwards)."""
+    cfg = config.lemmy
     client = LemmyClient(LemmySettings(
         url=cfg.url, public_url=cfg.public_url or cfg.url, username=cfg.username,
         password=cfg.password.get_secret_value(), timeout_s=cfg.timeout_s,
         max_media_pages=cfg.max_media_pages))
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(client.close)
+        lookup = None
+        if config.sweep.pictrs.url and config.sweep.pictrs.api_token.get_secret_value():
+            from attestd.sweep.sources.pictrs import PictrsSource
+
+            source = PictrsSource(config.sweep.pictrs)
+            stack.push_async_callback(source.close)
+            lookup = _pictrs_lookup(source, cfg.max_media_pages)
         yield LemmyFollowUp(store, client, FollowUpSettings(
-            policy=cfg.policy.model_dump(),
- classifier_alone_may_act=cfg.act_on_classifier_alone,
+            policy=cfg.policy.model_dump(), classifier_alone_may_act=cfg.act_on_classifier_alone,
             dry_run=cfg.dry_run, retry_base_s=cfg.retry_base_s,
-            max_attempts=cfg.max_attempts))
-    finally:
-        await client.close()
+            max_attempts=cfg.max_attempts), aliases_of=lookup)
+
+
+def _pictrs_lookup(source: Any, max_pages: int) -> AliasLookup:
+    async def aliases_of(sha256: str) -> tuple[str, ...]:
+        # pict-rs lists newest first and a hit here is usually recent (a rescan of an
+        # upload, a review of a sweep's flag): a few pages find it.
+        cursor = None
+        for _ in range(max_pages):
+            try:
+                page = await source.page(cursor)
+            except Exception as exc:  # pict-rs away: Lemmy is asked nothing this time
+                raise LemmyError(0, None, f"pict-rs could not list hashes: {exc}") from None
+            for obj in page.objects:
+                if obj.sha256 == sha256:
+                    return tuple(obj.aliases)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return ()
+    return aliases_of

@@ -31,7 +31,7 @@ from tests.pictrs_standin import PictrsStandIn
 
 BAD = jpeg(4242)
 BOT_PASSWORD = "bot-password-" + uuid.uuid4().hex
-AUTOMATIC = {"policy.hash_list": ["purge", "ban_remove_data"]}
+AUTOMATIC: dict[str, Any] = {"policy.hash_list": ["purge", "ban_remove_data"]}
 
 
 @dataclass
@@ -80,7 +80,7 @@ async def instance() -> AsyncIterator[Instance]:
         await runner.cleanup()
 
 
-def node_config(tmp_path: Path, inst: Instance, url: str | None = None,
+def node_config(tmp_path: Path, inst: Instance, *, url: str | None = None,
                 **lemmy: Any) -> Config:
     """A node whose sweep reads the stand-in pict-rs and whose hash list names BAD (on
     ``url``, a migrated database, or a new SQLite one)."""
@@ -128,7 +128,7 @@ async def lemmy_audit(services: NodeServices) -> list[Any]:
 async def test_automatic_policy_purges_the_post_and_bans_the_uploader(
         tmp_path: Path, instance: Instance, db_url: str) -> None:
     lemmy = instance.lemmy
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, db_url, **AUTOMATIC)
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, url=db_url, **AUTOMATIC)
     audit = await sweep_and_follow_up(cfg)
     assert instance.post not in lemmy.posts and instance.comment not in lemmy.comments
     assert lemmy.persons[instance.uploader]["banned"]
@@ -192,9 +192,10 @@ async def test_a_classifier_verdict_alone_never_acts_by_default(
         tmp_path: Path, instance: Instance) -> None:
     lemmy = instance.lemmy
     # Even with every other kind automatic, the classifier's default is a report.
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **{
+    others: dict[str, Any] = {
         "policy.hash_list": ["purge_person"], "policy.override": ["purge_person"],
-        "policy.human_review": ["purge_person"], "policy.peer": ["purge_person"]})
+        "policy.human_review": ["purge_person"], "policy.peer": ["purge_person"]}
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **others)
     sha = hashlib.sha256(BAD).hexdigest()
     async with node(cfg) as services:
         assert services.lemmy is not None
@@ -217,7 +218,7 @@ async def test_a_503_is_retried_until_done_and_the_password_never_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     lemmy = instance.lemmy
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, db_url, **AUTOMATIC)
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, url=db_url, **AUTOMATIC)
     lemmy.fail_next = 1  # the first call (the login) meets a Lemmy that is restarting
     lemmy.fail_on["/api/v3/admin/purge/post"] = 2
     async with node(cfg) as services:
@@ -259,3 +260,62 @@ async def test_a_refusal_is_audited_as_failed_not_retried(
     assert audit[-1].action == "lemmy_failed" and "not_an_admin" in (audit[-1].reason or "")
     assert "do it in Lemmy by hand" in (audit[-1].reason or "")
     assert lemmy.mutations() == []
+
+
+async def test_a_review_confirming_a_swept_image_acts_with_the_sweeps_aliases(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    # The sweep's hash-list hit only reports; a reviewer's confirmation purges. The
+    # review's hit carries no alias: the sweep's is used.
+    reviewed: dict[str, Any] = {"policy.human_review": ["purge", "ban"]}
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **reviewed)
+    await sweep_and_follow_up(cfg)
+    assert instance.post in lemmy.posts and len(lemmy.reports) == 2
+    sha = hashlib.sha256(BAD).hexdigest()
+    async with node(cfg) as services:
+        assert services.lemmy is not None
+        verdict = await services.store.add_verdict(sha, "csam_suspect", "human_review",
+                                                   "review:alice")
+        await services.hits.publish(Hit(
+            sha256=sha, origin="review", label="csam_suspect", source=f"verdict:{verdict.id}",
+            action="confirm", method="human_review", actor="alice"))
+        await services.lemmy.run_due()
+        audit = await lemmy_audit(services)
+    assert instance.post not in lemmy.posts and lemmy.persons[instance.uploader]["banned"]
+    assert len(lemmy.reports) == 2  # the posts were reported once, not again
+    acts = [(a.action, a.detail["evidence"]) for a in audit if a.action != "lemmy_report"]
+    assert acts == [("lemmy_found", "hash_list"), ("lemmy_found", "human_review"),
+                    ("lemmy_purge", "human_review"), ("lemmy_purge", "human_review"),
+                    ("lemmy_ban", "human_review")]
+
+
+async def test_a_rescan_hit_without_aliases_asks_pictrs_for_them(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance)
+    sha = hashlib.sha256(BAD).hexdigest()
+    async with node(cfg) as services:
+        assert services.lemmy is not None
+        verdict = await services.store.add_verdict(sha, "csam_suspect", "classifier", "clip")
+        await services.hits.publish(Hit(
+            sha256=sha, origin="rescan", label="csam_suspect", source=f"verdict:{verdict.id}",
+            action="review", method="classifier"))
+        await services.lemmy.run_due()
+        audit = await lemmy_audit(services)
+    assert audit[0].action == "lemmy_found" and audit[0].detail["uploader"]["name"] == "uploader"
+    assert len(lemmy.reports) == 2
+    assert any(p.startswith("/internal/hashes") for _, p in instance.pictrs.requests)
+
+
+async def test_serve_runs_the_follow_up(aiohttp_client: Any, tmp_path: Path,
+                                        instance: Instance) -> None:
+    from attestd.http import create_app
+    from attestd.http.appkeys import SERVICES
+
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance)
+    client = await aiohttp_client(create_app(cfg))
+    services = client.app[SERVICES]
+    await services.hits.publish(Hit(
+        sha256=hashlib.sha256(BAD).hexdigest(), origin="sweep", label="csam_suspect",
+        source="list:ncmec", action="flag", aliases=(instance.alias,)))
+    assert await async_wait_for(lambda: len(instance.lemmy.reports) == 2, timeout=30)
