@@ -186,6 +186,15 @@ async def test_dry_run_changes_nothing_in_lemmy_and_audits_what_it_would_do(
                      f"dry run: would purge comment:{instance.comment}",
                      f"dry run: would ban_remove_data person:{instance.uploader}"]
     assert audit[0].action == "lemmy_found" and audit[0].detail["dry_run"] is True
+    # Dry run turned off: the image's next hit does what the dry run said it would.
+    live = cfg.model_copy(update={"lemmy": cfg.lemmy.model_copy(update={"dry_run": False})})
+    async with node(live) as services:
+        assert services.lemmy is not None
+        await services.hits.publish(Hit(
+            sha256=hashlib.sha256(BAD).hexdigest(), origin="sweep", label="csam_suspect",
+            source="list:ncmec", action="flag", aliases=(instance.alias,)))
+        await services.lemmy.run_due()
+    assert instance.post not in lemmy.posts and lemmy.persons[instance.uploader]["banned"]
 
 
 async def test_a_classifier_verdict_alone_never_acts_by_default(
@@ -319,3 +328,41 @@ async def test_serve_runs_the_follow_up(aiohttp_client: Any, tmp_path: Path,
         sha256=hashlib.sha256(BAD).hexdigest(), origin="sweep", label="csam_suspect",
         source="list:ncmec", action="flag", aliases=(instance.alias,)))
     assert await async_wait_for(lambda: len(instance.lemmy.reports) == 2, timeout=30)
+
+
+async def test_a_redirect_is_not_followed_so_the_password_stays_on_lemmys_host() -> None:
+    from attestd.lemmy.api import LemmyClient, LemmyError, LemmySettings
+
+    elsewhere: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        elsewhere.append(request.path)
+        return web.json_response({"jwt": "stolen"})
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", record)
+    other_runner = web.AppRunner(other)
+    await other_runner.setup()
+    other_port = free_port()
+    await web.TCPSite(other_runner, "127.0.0.1", other_port).start()
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{other_port}{request.path}")
+
+    lemmy = web.Application()
+    lemmy.router.add_route("*", "/{tail:.*}", moved)
+    runner = web.AppRunner(lemmy)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = LemmyClient(LemmySettings(url=f"http://127.0.0.1:{port}", public_url="",
+                                       username="bot", password=BOT_PASSWORD))
+    try:
+        with pytest.raises(LemmyError, match="redirect; not followed") as exc:
+            await client.login()
+        assert exc.value.status == 307 and BOT_PASSWORD not in str(exc.value)
+        assert elsewhere == []
+    finally:
+        await client.close()
+        await runner.cleanup()
+        await other_runner.cleanup()
