@@ -76,9 +76,18 @@ class LemmyClient:
         await self._session.close()
 
     async def login(self) -> None:
-        body = await self._call("POST", "user/login", {
-            "username_or_email": self.settings.username, "password": self.settings.password},
-            auth=False)
+        try:
+            body = await self._call("POST", "user/login", {
+                "username_or_email": self.settings.username,
+                "password": self.settings.password}, auth=False)
+        except LemmyError as exc:
+            if exc.error != "incorrect_login":
+                raise
+            # Lemmy says the same for a wrong name, a wrong password and a missing TOTP.
+            raise LemmyError(exc.status, exc.error, (
+                f"Lemmy refused the login of {self.settings.username!r} (incorrect_login): "
+                "check lemmy.username and lemmy.password(_file); a bot with two-factor "
+                "login enabled cannot log in")) from None
         jwt = body.get("jwt")
         if not isinstance(jwt, str) or not jwt:
             raise LemmyError(200, None, "Lemmy's login gave no token (is the bot's e-mail "

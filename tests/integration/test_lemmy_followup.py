@@ -228,6 +228,7 @@ async def test_a_503_is_retried_until_done_and_the_password_never_logged(
     caplog.set_level(logging.DEBUG)
     lemmy = instance.lemmy
     cfg = await asyncio.to_thread(node_config, tmp_path, instance, url=db_url, **AUTOMATIC)
+    lemmy.users["attestd-bot"]["password"] = "changed"  # the admin fixes it below
     lemmy.fail_next = 1  # the first call (the login) meets a Lemmy that is restarting
     lemmy.fail_on["/api/v3/admin/purge/post"] = 2
     async with node(cfg) as services:
@@ -235,6 +236,13 @@ async def test_a_503_is_retried_until_done_and_the_password_never_logged(
         runner = asyncio.create_task(services.lemmy.run())
         async with open_sweeper(cfg, cfg.sweep, services) as sweeper:
             await sweeper.sweep_all()
+
+        async def refused() -> bool:
+            return any("refused the login" in (a.reason or "")
+                       for a in await lemmy_audit(services))
+
+        assert await async_wait_for(refused, timeout=30)
+        lemmy.users["attestd-bot"]["password"] = BOT_PASSWORD
         try:
             async def all_done() -> bool:
                 assert services.lemmy is not None
@@ -251,8 +259,9 @@ async def test_a_503_is_retried_until_done_and_the_password_never_logged(
             hashlib.sha256(BAD).hexdigest())}
     assert instance.post not in lemmy.posts
     retries = [a.detail["target"] for a in audit if a.action == "lemmy_retry"]
-    assert retries == ["evidence:hash_list", f"post:{instance.post}", f"post:{instance.post}"]
-    assert "503" in (audit[0].reason or "")
+    assert retries[:2] == ["evidence:hash_list"] * 2  # 503, then the refused login
+    assert retries[-2:] == [f"post:{instance.post}"] * 2
+    assert "503" in (audit[0].reason or "") and "lemmy.password" in (audit[1].reason or "")
     purge = steps[("purge", f"post:{instance.post}")]
     assert purge.state == "done" and purge.attempts == 3
     assert all(s.state == "done" for s in steps.values())
