@@ -10,7 +10,8 @@ cannot run here), read from Lemmy 0.19.20's source:
   route needing a user then answers 401 ``{"error": "incorrect_login"}``;
 - errors (crates/utils/src/error.rs): ``{"error": "snake_case"}`` (``"message"`` added
   for types that carry one), status 400, 401 for incorrect_login, 404 when the database
-  found no row (a ban of a person who is gone: ``couldnt_update_user``);
+  found no row (a ban of a person who is gone: ``couldnt_update_user``); a body or query
+  that does not deserialize is actix-web's plain-text 400;
 - bodies (crates/api_common/src): Login {username_or_email, password, totp_2fa_token?}
   -> {jwt, registration_created, verify_email_sent}; ListMedia {page, limit <= 50} ->
   {images: [{local_image: {local_user_id, pictrs_alias, pictrs_delete_token, published},
@@ -144,8 +145,8 @@ class LemmyStandIn:
         if request.method == "POST":
             try:
                 body = await request.json()
-            except ValueError:
-                return _err("unknown", message="Json deserialize error")
+            except ValueError:  # actix-web's own answer, before Lemmy's handler
+                return web.Response(status=400, text="Json deserialize error: expected value")
         self.requests.append((request.method, request.path, body))
         if self.fail_next > 0 or self.fail_on.get(request.path, 0) > 0:
             if self.fail_next > 0:
@@ -218,7 +219,8 @@ class LemmyStandIn:
         q = request.query.get("q", "")
         type_ = request.query.get("type_", "All")
         if type_ not in ("All", "Comments", "Posts", "Communities", "Users", "Url"):
-            return _err("unknown", message=f"unknown variant `{type_}`")
+            return web.Response(status=400, text=f"Query deserialize error: unknown "
+                                                 f"variant `{type_}`")
         posts: list[dict[str, Any]] = []
         comments: list[dict[str, Any]] = []
         if type_ == "Url":
