@@ -155,12 +155,9 @@ class LemmyFollowUp:
                             "dry_run": True}))
             new.append(NewStep(row.sha256, p.step, p.target, kind, detail,
                                state="dry_run" if dry else "pending"))
-        await self.steps.add(new, retry_dry_run=not dry)
-        await self.steps.finish(row.id, "dry_run" if dry else "done", audits[0],
-                                detail={**d, "aliases": list(aliases), "found": found_json},
-                                attempts=row.attempts + 1)
-        if len(audits) > 1:
-            await self.store.write_audit(audits[1:])
+        await self.steps.planned(row, "dry_run" if dry else "done",
+                                 {**d, "aliases": list(aliases), "found": found_json}, new,
+                                 audits, retry_dry_run=not dry)
         log.info("Lemmy follow-up of %s (%s): %s%s", row.sha256, kind,
                  ", ".join(f"{p.step} {p.target}" for p in planned) or "nothing to do",
                  " (dry run)" if dry else "")

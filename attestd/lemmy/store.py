@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from attestd.db import schema as t
 from attestd.db.store import Store, _audit_row, _insert_ignore
@@ -47,31 +48,25 @@ class LemmyStepStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def add(self, steps: Sequence[NewStep], audit: Sequence[AuditEntry] = (),
-                  *, retry_dry_run: bool = False) -> int:
+    async def add(self, steps: Sequence[NewStep], *, retry_dry_run: bool = False) -> int:
         """Record steps not recorded yet (a step already there is left as it is, so a hit
         seen twice acts once); with ``retry_dry_run``, one that only ran dry is due again.
         Returns how many are new or due again."""
-        now = utcnow()
-        n = 0
         async with self.store.writing() as conn:
-            for s in steps:
-                stmt = _insert_ignore(conn)(t.lemmy_steps).values(
-                    sha256=s.sha256, step=s.step, target=s.target, evidence=s.evidence,
-                    state=s.state, attempts=0, next_try=now, detail=s.detail, last_error=None,
-                    created_at=now, updated_at=now).on_conflict_do_nothing()
-                added = (await conn.execute(stmt)).rowcount
-                if not added and retry_dry_run:
-                    c = t.lemmy_steps.c
-                    added = (await conn.execute(update(t.lemmy_steps).where(
-                        (c.sha256 == s.sha256) & (c.step == s.step) & (c.target == s.target)
-                        & (c.state == "dry_run")).values(
-                        state=s.state, detail=s.detail, attempts=0, next_try=now,
-                        updated_at=now))).rowcount
-                n += added or 0
+            return await _add(conn, steps, retry_dry_run)
+
+    async def planned(self, find: StepRow, state: str, detail: dict[str, Any],
+                      steps: Sequence[NewStep], audit: Sequence[AuditEntry], *,
+                      retry_dry_run: bool) -> None:
+        """A look-up's outcome in one transaction: its state, the steps it planned and
+        their audit entries."""
+        async with self.store.writing() as conn:
+            await _add(conn, steps, retry_dry_run)
+            await conn.execute(update(t.lemmy_steps).where(t.lemmy_steps.c.id == find.id)
+                               .values(state=state, detail=detail, attempts=find.attempts + 1,
+                                       last_error=None, updated_at=utcnow()))
             if audit:
                 await conn.execute(insert(t.audit_log), [_audit_row(a) for a in audit])
-        return n
 
     async def claim_due(self, limit: int = 20) -> list[StepRow]:
         """Steps due now, oldest first, each leased to this process."""
@@ -117,6 +112,25 @@ class LemmyStepStore:
             value = (await conn.execute(select(c.next_try).where(c.state == "pending")
                                         .order_by(c.next_try).limit(1))).scalar_one_or_none()
         return as_utc(value)
+
+
+async def _add(conn: AsyncConnection, steps: Sequence[NewStep], retry_dry_run: bool) -> int:
+    now = utcnow()
+    c = t.lemmy_steps.c
+    n = 0
+    for s in steps:
+        added = (await conn.execute(_insert_ignore(conn)(t.lemmy_steps).values(
+            sha256=s.sha256, step=s.step, target=s.target, evidence=s.evidence, state=s.state,
+            attempts=0, next_try=now, detail=s.detail, last_error=None, created_at=now,
+            updated_at=now).on_conflict_do_nothing())).rowcount
+        if not added and retry_dry_run:
+            added = (await conn.execute(update(t.lemmy_steps).where(
+                (c.sha256 == s.sha256) & (c.step == s.step) & (c.target == s.target)
+                & (c.state == "dry_run")).values(
+                state=s.state, detail=s.detail, attempts=0, next_try=now,
+                updated_at=now))).rowcount
+        n += added or 0
+    return n
 
 
 def _row(r: Any) -> StepRow:
