@@ -106,6 +106,38 @@ class LemmyStepStore:
                 t.lemmy_steps.c.sha256 == sha256).order_by(t.lemmy_steps.c.id))).all()
         return [_row(r) for r in rows]
 
+    async def listed(self, *, sha256: str | None = None, state: str | None = None,
+                     limit: int = 200) -> list[StepRow]:
+        c = t.lemmy_steps.c
+        q = select(t.lemmy_steps).order_by(c.id.desc()).limit(limit)
+        if sha256:
+            q = q.where(c.sha256 == sha256)
+        if state:
+            q = q.where(c.state == state)
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [_row(r) for r in reversed(rows)]
+
+    async def requeue(self, ids: Sequence[int] | None, actor: str) -> list[StepRow]:
+        """Failed steps (``ids``, or all when None) due again with fresh tries, audited;
+        returns those requeued."""
+        c = t.lemmy_steps.c
+        now = utcnow()
+        async with self.store.writing() as conn:
+            q = select(t.lemmy_steps).where(c.state == "failed")
+            if ids is not None:
+                q = q.where(c.id.in_(list(ids)))
+            rows = [_row(r) for r in (await conn.execute(q)).all()]
+            if rows:
+                await conn.execute(update(t.lemmy_steps).where(c.id.in_([r.id for r in rows]))
+                                   .values(state="pending", attempts=0, next_try=now,
+                                           updated_at=now))
+                await conn.execute(insert(t.audit_log), [_audit_row(AuditEntry(
+                    actor=actor, action="lemmy_requeue", sha256=r.sha256,
+                    reason=f"{r.step} {r.target} due again (was: {r.last_error})",
+                    detail={"step": r.step, "target": r.target, "id": r.id})) for r in rows])
+        return rows
+
     async def next_due(self) -> datetime | None:
         c = t.lemmy_steps.c
         async with self.store.engine.connect() as conn:

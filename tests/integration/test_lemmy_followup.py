@@ -84,6 +84,12 @@ def node_config(tmp_path: Path, inst: Instance, *, url: str | None = None,
                 **lemmy: Any) -> Config:
     """A node whose sweep reads the stand-in pict-rs and whose hash list names BAD (on
     ``url``, a migrated database, or a new SQLite one)."""
+    return node_config_env(tmp_path, inst, url=url, **lemmy)[0]
+
+
+def node_config_env(tmp_path: Path, inst: Instance, *, url: str | None = None,
+                    **lemmy: Any) -> tuple[Config, dict[str, str]]:
+    """node_config, and the environment that gives the CLI the same configuration."""
     if url is None:
         url = f"sqlite:///{tmp_path / 'attestd.db'}"
         migrate(url)
@@ -99,7 +105,7 @@ def node_config(tmp_path: Path, inst: Instance, *, url: str | None = None,
     code, out = run_cli(env, "hashes", "import", str(listed), "--label", "csam_suspect",
                         "--source", "ncmec")
     assert code == 0, out
-    return cfg
+    return cfg, env
 
 
 @contextlib.asynccontextmanager
@@ -269,15 +275,26 @@ async def test_a_503_is_retried_until_done_and_the_password_never_logged(
     assert not any(tok in caplog.text for tok in lemmy.tokens)
 
 
-async def test_a_refusal_is_audited_as_failed_not_retried(
+async def test_a_refusal_is_audited_as_failed_and_retried_from_the_cli(
         tmp_path: Path, instance: Instance) -> None:
     lemmy = instance.lemmy
     lemmy.users["attestd-bot"]["admin"] = False  # a bot that is no admin: not_an_admin
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    cfg, env = await asyncio.to_thread(node_config_env, tmp_path, instance, **AUTOMATIC)
     audit = await sweep_and_follow_up(cfg)
     assert audit[-1].action == "lemmy_failed" and "not_an_admin" in (audit[-1].reason or "")
     assert "do it in Lemmy by hand" in (audit[-1].reason or "")
     assert lemmy.mutations() == []
+    # The admin makes the bot an admin and retries from the command line.
+    code, out = await asyncio.to_thread(run_cli, env, "lemmy", "steps", "--state", "failed")
+    assert code == 0 and "find" in out and "not_an_admin" in out, out
+    lemmy.users["attestd-bot"]["admin"] = True
+    code, out = await asyncio.to_thread(run_cli, env, "lemmy", "retry", "--failed")
+    assert code == 0 and "due again" in out, out
+    code, out = await asyncio.to_thread(run_cli, env, "lemmy", "run")
+    assert code == 0 and "ran 4 step(s)" in out, out
+    assert instance.post not in lemmy.posts and lemmy.persons[instance.uploader]["banned"]
+    code, out = await asyncio.to_thread(run_cli, env, "lemmy", "retry", "--failed")
+    assert code == 1 and "no failed step" in out, out
 
 
 async def test_a_review_confirming_a_swept_image_acts_with_the_sweeps_aliases(
