@@ -303,21 +303,19 @@ async def test_a_review_confirming_a_swept_image_acts_with_the_sweeps_aliases(
     # The sweep's hash-list hit only reports; a reviewer's confirmation purges. The
     # review's hit carries no alias: the sweep's is used.
     reviewed: dict[str, Any] = {"policy.human_review": ["purge", "ban"]}
-    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **reviewed)
+    cfg, env = await asyncio.to_thread(node_config_env, tmp_path, instance, **reviewed)
     await sweep_and_follow_up(cfg)
     assert instance.post in lemmy.posts and len(lemmy.reports) == 2
     sha = hashlib.sha256(BAD).hexdigest()
-    async with node(cfg) as services:
-        assert services.lemmy is not None
-        verdict = await services.store.add_verdict(sha, "csam_suspect", "human_review",
-                                                   "review:alice")
-        await services.hits.publish(Hit(
-            sha256=sha, origin="review", label="csam_suspect", source=f"verdict:{verdict.id}",
-            action="confirm", method="human_review", actor="alice"))
-        await services.lemmy.run_due()
-        audit = await lemmy_audit(services)
+    code, out = await asyncio.to_thread(run_cli, env, "review", "mark", "--sha256", sha,
+                                        "--label", "csam_suspect")
+    assert code == 0, out
+    code, out = await asyncio.to_thread(run_cli, env, "lemmy", "run")
+    assert code == 0 and "ran 4 step(s)" in out, out
     assert instance.post not in lemmy.posts and lemmy.persons[instance.uploader]["banned"]
     assert len(lemmy.reports) == 2  # the posts were reported once, not again
+    async with node(cfg) as services:
+        audit = await lemmy_audit(services)
     acts = [(a.action, a.detail["evidence"]) for a in audit if a.action != "lemmy_report"]
     assert acts == [("lemmy_found", "hash_list"), ("lemmy_found", "human_review"),
                     ("lemmy_purge", "human_review"), ("lemmy_purge", "human_review"),
