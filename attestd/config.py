@@ -336,7 +336,8 @@ class LemmyConfig(_Section):
     retry_base_s: float = Field(30.0, gt=0, le=86400)
     max_attempts: int = Field(10, ge=1, le=100)
     timeout_s: float = Field(10.0, gt=0, le=300)
-    max_media_pages: int = Field(20, ge=1, le=10_000)
+    # Lemmy 0.19 serves pages 1 to 100 of 50 (the newest 5000 uploads).
+    max_media_pages: int = Field(20, ge=1, le=100)
 
     @field_validator("url", "public_url")
     @classmethod

@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 LIMIT_MAX = 50
+PAGE_MAX = 100
 BODY: web.RequestKey[Any] = web.RequestKey("body", object)
 USER: web.RequestKey[Any] = web.RequestKey("user", object)
 
@@ -191,6 +192,8 @@ class LemmyStandIn:
         limit = int(request.query.get("limit", "10"))
         if not 1 <= limit <= LIMIT_MAX:
             return _err("unknown", message=f"Fetch limit is > {LIMIT_MAX}")
+        if not 1 <= page <= PAGE_MAX:
+            return _err("unknown", message=f"Page limit is > {PAGE_MAX}")
         by_local = {u["local_user_id"]: u["person_id"] for u in self.users.values()}
         chosen = self.images[(page - 1) * limit:page * limit]
         return web.json_response({"images": [

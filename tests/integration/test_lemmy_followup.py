@@ -390,3 +390,16 @@ async def test_a_redirect_is_not_followed_so_the_password_stays_on_lemmys_host()
         await client.close()
         await runner.cleanup()
         await other_runner.cleanup()
+
+
+async def test_the_uploader_is_found_pages_deep_in_lemmys_media_list(
+        tmp_path: Path, instance: Instance) -> None:
+    lemmy = instance.lemmy
+    for _ in range(120):  # newer uploads: the image is on the third page of 50
+        lemmy.upload(instance.commenter, f"{uuid.uuid4()}.png")
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    audit = await sweep_and_follow_up(cfg)
+    assert audit[0].detail["uploader"]["id"] == instance.uploader
+    pages = [p for m, p, _ in lemmy.requests if p == "/api/v3/admin/list_all_media"]
+    assert len(pages) == 3
+    assert lemmy.persons[instance.uploader]["banned"]
