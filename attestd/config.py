@@ -330,6 +330,8 @@ class LemmyConfig(_Section):
     password: SecretStr = SecretStr("")
     password_file: str = ""
     dry_run: bool = False
+    # Hits with these labels are followed up (an image rejected as nsfw is no reason to ban).
+    labels: tuple[Literal["nsfw", "csam_suspect", "blocked"], ...] = ("csam_suspect", "blocked")
     # Classifier verdicts alone are wrong about 1 time in 100: acting on them needs this.
     act_on_classifier_alone: bool = False
     policy: LemmyPolicyConfig = LemmyPolicyConfig()

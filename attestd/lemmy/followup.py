@@ -37,6 +37,7 @@ class FollowUpSettings:
     policy: Mapping[str, Sequence[str]]
     classifier_alone_may_act: bool = False
     dry_run: bool = False
+    labels: frozenset[str] = frozenset({"csam_suspect", "blocked"})
     retry_base_s: float = 30.0
     max_attempts: int = 10
     poll_s: float = 30.0
@@ -60,6 +61,10 @@ class LemmyFollowUp:
 
     async def on_hit(self, hit: Hit) -> None:
         """Record the hit's look-up step; the runner does the rest."""
+        if hit.label not in self.settings.labels:
+            log.info("Lemmy follow-up: %s is %s, not one of lemmy.labels; nothing is done "
+                     "in Lemmy", hit.sha256, hit.label)
+            return
         method = hit.method
         if method is None and hit.source.startswith("verdict:"):
             method = await self._verdict_method(hit.source)
@@ -250,7 +255,7 @@ async def open_followup(config: Config, store: Store) -> AsyncIterator[LemmyFoll
             lookup = _pictrs_lookup(source, cfg.max_media_pages)
         yield LemmyFollowUp(store, client, FollowUpSettings(
             policy=cfg.policy.model_dump(), classifier_alone_may_act=cfg.act_on_classifier_alone,
-            dry_run=cfg.dry_run, retry_base_s=cfg.retry_base_s,
+            dry_run=cfg.dry_run, labels=frozenset(cfg.labels), retry_base_s=cfg.retry_base_s,
             max_attempts=cfg.max_attempts), aliases_of=lookup)
 
 

@@ -403,3 +403,15 @@ async def test_the_uploader_is_found_pages_deep_in_lemmys_media_list(
     pages = [p for m, p, _ in lemmy.requests if p == "/api/v3/admin/list_all_media"]
     assert len(pages) == 3
     assert lemmy.persons[instance.uploader]["banned"]
+
+
+async def test_a_hit_with_a_label_not_followed_up_does_nothing(
+        tmp_path: Path, instance: Instance) -> None:
+    cfg = await asyncio.to_thread(node_config, tmp_path, instance, **AUTOMATIC)
+    async with node(cfg) as services:
+        assert services.lemmy is not None
+        await services.hits.publish(Hit(
+            sha256=hashlib.sha256(BAD).hexdigest(), origin="sweep", label="nsfw",
+            source="list:adult", action="delete", aliases=(instance.alias,)))
+        assert await services.lemmy.run_due() == 0
+    assert instance.lemmy.requests == []
