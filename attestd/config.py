@@ -357,6 +357,57 @@ class AlertsConfig(_Section):
     @property
     def enabled(self) -> bool:
         return bool(self.urls or self.webhooks or self.admin_actors)
+LemmyStep = Literal["report", "remove", "purge", "ban", "ban_remove_data", "purge_person"]
+
+
+class LemmyPolicyConfig(_Section):
+    # Steps per kind of evidence; "report" only by default, so nothing is removed or
+    # banned until the admin says so.
+    override: tuple[LemmyStep, ...] = ("report",)
+    hash_list: tuple[LemmyStep, ...] = ("report",)
+    human_review: tuple[LemmyStep, ...] = ("report",)
+    classifier: tuple[LemmyStep, ...] = ("report",)
+    peer: tuple[LemmyStep, ...] = ("report",)
+
+
+class LemmyConfig(_Section):
+    # Lemmy's API base (e.g. http://lemmy:8536); empty: no follow-up in Lemmy.
+    url: str = ""
+    public_url: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    password_file: str = ""
+    dry_run: bool = False
+    # Hits with these labels are followed up (an image rejected as nsfw is no reason to ban).
+    labels: tuple[Literal["nsfw", "csam_suspect", "blocked"], ...] = ("csam_suspect", "blocked")
+    # Classifier verdicts alone are wrong about 1 time in 100: acting on them needs this.
+    act_on_classifier_alone: bool = False
+    policy: LemmyPolicyConfig = LemmyPolicyConfig()
+    retry_base_s: float = Field(30.0, gt=0, le=86400)
+    max_attempts: int = Field(10, ge=1, le=100)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    # Lemmy 0.19 serves pages 1 to 100 of 50 (the newest 5000 uploads).
+    max_media_pages: int = Field(20, ge=1, le=100)
+
+    @field_validator("url", "public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete(self) -> LemmyConfig:
+        if self.url and not (self.username and self.password.get_secret_value()):
+            raise ValueError("lemmy.url is set but lemmy.username or lemmy.password(_file) "
+                             "is not: name the bot's admin account")
+        acts = set(self.policy.classifier) - {"report"}
+        if acts and not self.act_on_classifier_alone:
+            raise ValueError(
+                f"lemmy.policy.classifier asks for {', '.join(sorted(acts))}, but a "
+                "classifier verdict alone acts only with lemmy.act_on_classifier_alone = "
+                "true (its false positives run near 1 %)")
+        return self
 
 
 class LoggingConfig(_Section):
@@ -383,6 +434,7 @@ class Config(_Section):
     sweep: SweepConfig = SweepConfig()
     blobs: BlobsConfig = BlobsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    lemmy: LemmyConfig = LemmyConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # The file the configuration was looked for at (read if it exists); relative paths
@@ -446,6 +498,7 @@ SECRET_FILES: tuple[tuple[str, ...], ...] = (
     ("blobs", "s3", "secret_access_key"),
     ("alerts", "urls"),
     ("alerts", "webhooks"),
+    ("lemmy", "password"),
 )
 # Of those, the ones read one per line (blank lines and # comments skipped).
 _LIST_SECRETS = frozenset({"allowed_callers", "urls", "webhooks"})
@@ -518,7 +571,8 @@ def _describe(exc: ValidationError, path: Path) -> str:
         if err["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling against "
                          "config.example.toml)")
-        elif any(key.startswith(".".join(keys)) for keys in SECRET_FILES):
+        elif any(key.startswith(".".join(keys)) or ".".join(keys).startswith(key + ".")
+                 for keys in SECRET_FILES):  # a table's own error quotes all its keys
             lines.append(f"  {key}: {err['msg']}")  # the value may be a secret: not echoed
         else:
             lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")

@@ -18,6 +18,7 @@ from attestd.hits import Hits
 from attestd.jobs.queue import JobQueue, JobSettings
 from attestd.jobs.store import JobStore
 from attestd.jobs.wakeups import Wakeups
+from attestd.lemmy.followup import LemmyFollowUp, open_followup
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
 from attestd.review import ReviewQueue
@@ -38,6 +39,8 @@ class NodeServices:
     # What acts on stored media judged bad (Lemmy follow-up, alerts, evidence) subscribes.
     hits: Hits = field(default_factory=Hits)
     alerts: Notifier | None = None  # [alerts]: tells admins of hits
+    # [lemmy] url set: turns hits into follow-up steps; `serve` runs them (run()).
+    lemmy: LemmyFollowUp | None = None
 
 
 @contextlib.asynccontextmanager
@@ -81,13 +84,16 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             review=review, quorum=config.federation.bad_quorum,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
-        hits = Hits()
+        hits, lemmy = Hits(), None
+        if config.lemmy.url:
+            lemmy = await stack.enter_async_context(open_followup(config, store))
+            hits.subscribe("lemmy follow-up", lemmy.on_hit)
         alerts = await stack.enter_async_context(open_alerts(config, store))
         if alerts is not None:
             hits.subscribe("alerts", alerts.on_hit)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review, hits=hits,
-                           alerts=alerts)
+                           alerts=alerts, lemmy=lemmy)
 
 
 def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:

@@ -426,3 +426,26 @@ alert_queue = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_alert_queue_lease", "lease_until"),
 )
+
+# Lemmy follow-up: one row per call a hit asks of Lemmy ("find" is the look-up that plans
+# the others), done once (unique per image, step and target), retried until done.
+lemmy_steps = Table(
+    "lemmy_steps",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    # find | report | remove | purge | ban | ban_remove_data | purge_person
+    Column("step", String(16), nullable=False),
+    # post:N | comment:N | person:N; for find, evidence:KIND
+    Column("target", String(64), nullable=False),
+    Column("evidence", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | done | failed | dry_run
+    Column("attempts", Integer, nullable=False),
+    Column("next_try", DateTime(timezone=True), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("sha256", "step", "target", name="uq_lemmy_steps_target"),
+    Index("ix_lemmy_steps_due", "state", "next_try"),
+)

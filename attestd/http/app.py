@@ -68,10 +68,14 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
             services.alerts.adopt_orphans()  # tell what a killed process left untold
         expiry = asyncio.create_task(expire_loop(services.review, timedelta(
             days=app[CONFIG].review.unreadable_expire_days)), name="review-expiry")
+        lemmy = None if services.lemmy is None else asyncio.create_task(
+            services.lemmy.run(), name="lemmy-follow-up")
         yield
-        expiry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await expiry
+        for task in (expiry, lemmy):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _stop_long_polls(app: web.Application) -> None:
