@@ -663,3 +663,7 @@ from attestd.cli_ops import backup, restore  # noqa: E402
 
 cli.add_command(backup)
 cli.add_command(restore)
+
+from attestd.cli_evidence import evidence  # noqa: E402
+
+cli.add_command(evidence)

@@ -13,6 +13,7 @@ from attestd.change_follower import ChangeFollower
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
 from attestd.db.store import Store
+from attestd.evidence.preserver import Evidence, open_evidence
 from attestd.hits import Hits
 from attestd.jobs.queue import JobQueue, JobSettings
 from attestd.jobs.store import JobStore
@@ -36,6 +37,8 @@ class NodeServices:
     review: ReviewQueue
     # What acts on stored media judged bad (Lemmy follow-up, alerts, evidence) subscribes.
     hits: Hits = field(default_factory=Hits)
+    # [evidence] enabled: preserves what is deleted, quarantined or confirmed bad.
+    evidence: Evidence | None = None
 
 
 @contextlib.asynccontextmanager
@@ -79,8 +82,12 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             review=review, quorum=config.federation.bad_quorum,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
-        yield NodeServices(store=store, index=index, follower=follower, pool=pool,
-                           pipeline=pipeline, jobs=jobs, review=review)
+        services = NodeServices(store=store, index=index, follower=follower, pool=pool,
+                                pipeline=pipeline, jobs=jobs, review=review,
+                                evidence=open_evidence(config, store, store.get_hashes))
+        if services.evidence is not None:
+            services.hits.subscribe("evidence", services.evidence.on_hit)
+        yield services
 
 
 def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:

@@ -32,7 +32,8 @@ async def open_sweeper(cfg: Config, sc: SweepConfig, services: NodeServices, *,
                                  node=cfg.node.base_url)
         yield Sweeper(pipeline=services.pipeline, sweeps=SweepStore(services.store),
                       source=source, settings=settings, review=services.review,
-                      quarantine=quarantine, hits=services.hits)
+                      quarantine=quarantine, hits=services.hits,
+                      keep=services.evidence.keep if services.evidence else None)
     finally:
         await source.close()
 
