@@ -56,7 +56,9 @@ class EvidenceStore:
             res = await conn.execute(insert(_E).values(
                 sha256=sha256, found_at=found_at, preserved_at=preserved_at,
                 retain_until=retain_until, location=location, record=record))
-            new_id = int(res.inserted_primary_key[0])
+            key = res.inserted_primary_key
+            assert key is not None
+            new_id = int(key[0])
             await _audit(conn, audit, evidence=new_id)
         return new_id
 

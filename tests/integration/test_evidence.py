@@ -164,6 +164,11 @@ def test_a_sweep_delete_preserves_the_bytes_before_deleting(
     [again] = records(env)
     assert again["id"] == rec["id"] and again["retain_until"] >= rec["retain_until"]
     assert evidence_file(env, tmp_path, rec["id"]).exists()
+    # A reviewer clearing the image withdraws verdicts, not evidence.
+    code, out = run_cli(env, "review", "clear", "--sha256", rec["sha256"])
+    assert "retracted" in out, out
+    assert [r["id"] for r in records(env)] == [rec["id"]]
+    assert evidence_file(env, tmp_path, rec["id"]).exists()
 
 
 def test_a_sweep_delete_that_cannot_preserve_leaves_the_object(
@@ -341,3 +346,46 @@ def test_a_confirmed_review_and_a_review_quarantine_are_preserved(
     code, out = run_cli(env, "review", "mark", "--sha256", "cd" * 32, "--label", "csam_suspect")
     assert code == 0, out
     assert {r["sha256"] for r in records(env)} == {sha, "cd" * 32}
+
+
+# -- on each database ------------------------------------------------------------------------
+
+async def test_one_record_per_image_on_each_database(
+        tmp_path: Path, db_url: str, admin_key: tuple[Path, str]) -> None:
+    from attestd.db.engine import create_engine as async_engine
+    from attestd.db.store import Store
+    from attestd.evidence.crypto import decrypt, read_identities
+    from attestd.evidence.preserver import EvidenceError, open_evidence
+    from tests.conftest import make_config
+
+    key_file, recipient = admin_key
+    cfg = make_config(tmp_path, db_url, evidence={"enabled": True, "recipient": recipient})
+    engine = async_engine(cfg.database.url)
+    try:
+        ev = open_evidence(cfg, Store(engine))
+        assert ev is not None
+        data = jpeg(31)
+        sha = hashlib.sha256(data).hexdigest()
+        # Confirmed without a copy first, then deleted by a sweep that had the bytes.
+        first = await ev.preserve(Hit(sha256=sha, origin="review", label="csam_suspect",
+                                      source="verdict:3", action="confirm",
+                                      method="human_review"))
+        second = await ev.preserve(Hit(sha256=sha, origin="sweep", label="csam_suspect",
+                                       source="verdict:3", action="delete", key="a/b.jpg",
+                                       data=data), store="fs")
+        assert first == second
+        rec = await ev.get(first)
+        assert [e["action"] for e in rec.record["events"]] == ["confirm", "delete"]
+        assert rec.record["source"] == {"store": "fs", "key": "a/b.jpg", "aliases": []}
+        sealed = await ev.encrypted_bytes(rec)
+        assert sealed is not None and decrypt(sealed, read_identities(key_file)) == data
+        with pytest.raises(EvidenceError, match="not that image"):
+            await ev.preserve(Hit(sha256=sha, origin="sweep", label="blocked", source="x",
+                                  action="delete", data=b"other bytes"))
+        rec = await ev.annotate(first, {"uploader": "bob", "urls": ["https://l.example/p/1"]})
+        assert rec.record["lemmy"]["uploader"] == "bob"
+        assert await ev.purge(rec.retain_until - timedelta(seconds=1)) == []
+        assert await ev.purge(rec.retain_until) == [first]
+        assert await ev.records.get(first) is None
+    finally:
+        await engine.dispose()
