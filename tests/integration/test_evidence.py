@@ -389,3 +389,47 @@ async def test_one_record_per_image_on_each_database(
         assert await ev.records.get(first) is None
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'attestd.db'}"
+    migrate(url)
+    return url
+
+
+async def test_serve_purges_what_has_expired(tmp_path: Path, aiohttp_client: Any,
+                                             sqlite_url: str,
+                                             admin_key: tuple[Path, str]) -> None:
+    from sqlalchemy import update
+
+    from attestd.db.engine import create_engine as async_engine
+    from attestd.db.store import Store
+    from attestd.evidence.preserver import open_evidence
+    from attestd.http import create_app
+    from tests.conftest import async_wait_for, make_config
+
+    _, recipient = admin_key
+    url = sqlite_url
+    cfg = make_config(tmp_path, url, evidence={"enabled": True, "recipient": recipient,
+                                               "purge_interval_s": 1})
+    engine = async_engine(url)
+    try:
+        ev = open_evidence(cfg, Store(engine))
+        assert ev is not None
+        old = await ev.preserve(Hit(sha256="ee" * 32, origin="review", label="blocked",
+                                    source="override:1", action="quarantine"))
+        kept = await ev.preserve(Hit(sha256="ff" * 32, origin="review", label="blocked",
+                                     source="override:2", action="quarantine"))
+        async with engine.begin() as conn:
+            await conn.execute(update(t.evidence).where(t.evidence.c.id == old)
+                               .values(retain_until=utcnow() - timedelta(minutes=1)))
+        await aiohttp_client(create_app(cfg))
+
+        async def gone() -> bool:
+            return await ev.records.get(old) is None
+
+        assert await async_wait_for(gone)
+        assert await ev.records.get(kept) is not None
+    finally:
+        await engine.dispose()
