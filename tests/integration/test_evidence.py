@@ -187,6 +187,29 @@ def test_a_sweep_delete_that_cannot_preserve_leaves_the_object(
     assert "could not be preserved" in out or audit(env, "sweep_action_failed"), out
 
 
+def test_a_sweep_quarantine_keeps_no_plaintext_copy(
+        tmp_path: Path, admin_key: tuple[Path, str]) -> None:
+    key_file, recipient = admin_key
+    store, quarantine = tmp_path / "store", tmp_path / "quarantine"
+    store.mkdir()
+    env = node_env(tmp_path, recipient, source="fs", **{"fs.path": str(store)})
+    bad = block_bad(env, tmp_path)
+    (store / "bad.jpg").write_bytes(bad)
+    code, out = run_cli(env, "sweep", "--all", "--action", "quarantine", "--quarantine",
+                        str(quarantine), "--json")
+    assert code == 0, out
+    assert not (store / "bad.jpg").exists()
+    assert not (quarantine / "bad.jpg").exists(), "a plaintext copy was quarantined"
+    sealed = quarantine / "bad.jpg.age"
+    assert bad[100:164] not in sealed.read_bytes()
+    code, text = run_cli(env, "evidence", "decrypt", str(sealed), "-i", str(key_file),
+                         "-o", str(tmp_path / "q.jpg"))
+    assert code == 0 and (tmp_path / "q.jpg").read_bytes() == bad, text
+    assert json.loads((quarantine / "bad.jpg.age.evidence.json").read_text())["sha256"]
+    [rec] = records(env)
+    assert rec["bytes_kept"] and rec["key"] == "bad.jpg"
+
+
 # -- retention -------------------------------------------------------------------------------
 
 def test_purge_removes_nothing_before_retain_until_and_audits_each_after(
