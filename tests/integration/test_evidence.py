@@ -456,3 +456,42 @@ async def test_serve_purges_what_has_expired(tmp_path: Path, aiohttp_client: Any
         assert await ev.records.get(kept) is not None
     finally:
         await engine.dispose()
+
+
+async def test_review_confirm_and_quarantine_on_the_admin_pages_are_preserved(
+        aiohttp_client: Any, tmp_path: Path, sqlite_url: str,
+        admin_key: tuple[Path, str]) -> None:
+    from attestd.evidence.crypto import decrypt, read_identities
+    from attestd.http import create_app
+    from attestd.http.appkeys import SERVICES, STORE
+    from tests.conftest import make_config
+    from tests.integration.test_admin_pages import login
+
+    key_file, recipient = admin_key
+    quarantine = tmp_path / "quarantine"
+    node = await aiohttp_client(create_app(make_config(
+        tmp_path, sqlite_url, sweep={"quarantine": str(quarantine)},
+        evidence={"enabled": True, "recipient": recipient})))
+    csrf = await login(node)
+    app = node.server.app
+    review, store, ev = app[SERVICES].review, app[STORE], app[SERVICES].evidence
+    images = {"confirm": jpeg(40), "quarantine": jpeg(41)}
+    shas = {}
+    for kind, data in images.items():
+        hashes = await app[SERVICES].pool.hash(data)
+        await store.save_image(hashes)
+        shas[kind] = hashes.sha256
+        await review.add(hashes.sha256, "flagged", "classified nsfw", label="nsfw", data=data)
+    for kind, extra in (("confirm", {"label": "csam_suspect"}), ("quarantine", {})):
+        resp = await node.post(f"/admin/review/{shas[kind]}/action", data={
+            "csrf_token": csrf, "action": kind, "note": "seen", **extra})
+        assert resp.status == 200
+    identities = read_identities(key_file)
+    for kind, data in images.items():
+        rec = await ev.records.by_sha256(shas[kind])
+        assert rec is not None, f"the {kind} was not preserved"
+        sealed = await ev.encrypted_bytes(rec)
+        assert sealed is not None and decrypt(sealed, identities) == data
+        assert rec.record["hashes"]["frames"], "no PDQ/pHash in the record"
+    assert not [p for p in quarantine.rglob("*") if p.is_file()
+                and p.read_bytes() == images["quarantine"]], "plaintext in quarantine"
