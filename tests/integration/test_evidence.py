@@ -495,3 +495,35 @@ async def test_review_confirm_and_quarantine_on_the_admin_pages_are_preserved(
         assert rec.record["hashes"]["frames"], "no PDQ/pHash in the record"
     assert not [p for p in quarantine.rglob("*") if p.is_file()
                 and p.read_bytes() == images["quarantine"]], "plaintext in quarantine"
+
+
+async def test_evidence_in_an_s3_prefix(tmp_path: Path, sqlite_url: str, s3_server: str,
+                                        admin_key: tuple[Path, str]) -> None:
+    from attestd.db.engine import create_engine as async_engine
+    from attestd.db.store import Store
+    from attestd.evidence.crypto import decrypt, read_identities
+    from attestd.evidence.preserver import open_evidence
+    from tests.conftest import make_config, new_bucket, s3_settings
+
+    key_file, recipient = admin_key
+    client, bucket = new_bucket(s3_server)
+    cfg = make_config(tmp_path, sqlite_url, sweep=s3_settings(s3_server, bucket),
+                      evidence={"enabled": True, "recipient": recipient,
+                                "path": f"s3://{bucket}/evidence"})
+    engine = async_engine(sqlite_url)
+    try:
+        ev = open_evidence(cfg, Store(engine))
+        assert ev is not None
+        data = jpeg(55)
+        rid = await ev.preserve(Hit(sha256=hashlib.sha256(data).hexdigest(), origin="review",
+                                    label="blocked", source="override:1",
+                                    action="quarantine", data=data))
+        rec = await ev.get(rid)
+        listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+        assert [o["Key"] for o in listed] == [f"evidence/{rec.location}"]
+        body = client.get_object(Bucket=bucket, Key=f"evidence/{rec.location}")["Body"].read()
+        assert decrypt(body, read_identities(key_file)) == data
+        assert await ev.purge(rec.retain_until) == [rid]
+        assert "Contents" not in client.list_objects_v2(Bucket=bucket)
+    finally:
+        await engine.dispose()
