@@ -162,6 +162,13 @@ class Evidence:
             detail={"fields": sorted(fields)}))
         return await self.get(record_id)
 
+    async def annotate_image(self, sha256: str, fields: Mapping[str, Any], *,
+                             actor: str = "lemmy-follow-up") -> EvidenceRecord | None:
+        """``annotate`` by the image's sha256 (what a hit carries); None when the image
+        was not preserved."""
+        rec = await self.records.by_sha256(sha256)
+        return None if rec is None else await self.annotate(rec.id, fields, actor=actor)
+
     # -- retention -------------------------------------------------------------------------
 
     async def purge(self, now: datetime | None = None, *, actor: str = PURGE_ACTOR) -> list[int]:

@@ -407,6 +407,12 @@ async def test_one_record_per_image_on_each_database(
                                   action="delete", data=b"other bytes"))
         rec = await ev.annotate(first, {"uploader": "bob", "urls": ["https://l.example/p/1"]})
         assert rec.record["lemmy"]["uploader"] == "bob"
+        # What the Lemmy follow-up calls with the hit's sha256.
+        found = await ev.annotate_image(sha, {"community": "pics"}, actor="lemmy")
+        assert found is not None and found.record["lemmy"] == {
+            "uploader": "bob", "urls": ["https://l.example/p/1"], "community": "pics"}
+        assert await ev.annotate_image("00" * 32, {"community": "x"}) is None
+        rec = found
         assert await ev.purge(rec.retain_until - timedelta(seconds=1)) == []
         assert await ev.purge(rec.retain_until) == [first]
         assert await ev.records.get(first) is None
