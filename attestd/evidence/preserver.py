@@ -22,6 +22,7 @@ from attestd.evidence.record import (
     EvidenceRecord,
     add_event,
     annotate,
+    has_event,
     new_record,
     should_preserve,
 )
@@ -107,6 +108,8 @@ class Evidence:
                 existing = await self.records.by_sha256(hit.sha256)
                 if existing is None:
                     raise
+        if about_bytes is None and has_event(existing.record, hit):
+            return existing.id  # this very hit again (the sweep's, after its delete)
         record = add_event(existing.record, hit, store)
         retain_until = max(existing.retain_until, retain_until)
         record["retain_until"] = retain_until.isoformat()

@@ -28,6 +28,9 @@ ANNOTATION_FIELDS = frozenset({
     "note",
 })
 _MAX_ANNOTATION_CHARS = 20_000
+# Events listed per record; beyond, they are only counted.
+MAX_EVENTS = 200
+_SAME = ("origin", "action", "decided_by", "key")
 
 
 class AnnotationError(ValueError):
@@ -100,14 +103,23 @@ def new_record(hit: Hit, *, hashes: ImageHashes | None, store: str | None, node:
     }
 
 
+def has_event(record: dict[str, Any], hit: Hit) -> bool:
+    """Whether ``record`` already holds this hit (the same finding, where and by whom)."""
+    event = event_of(hit)
+    return any(all(e.get(k) == event[k] for k in _SAME)
+               for e in record.get("events") or [])
+
+
 def add_event(record: dict[str, Any], hit: Hit, store: str | None) -> dict[str, Any]:
     """``record`` with ``hit`` added to its events (once), and its source filled in if
     the first finder did not know it."""
     out = {**record, "events": list(record.get("events") or [])}
     event = event_of(hit)
-    same = ("origin", "action", "decided_by", "key")
-    if not any(all(e.get(k) == event[k] for k in same) for e in out["events"]):
-        out["events"].append(event)
+    if not has_event(record, hit):
+        if len(out["events"]) < MAX_EVENTS:
+            out["events"].append(event)
+        else:  # the same image uploaded again and again: counted, not listed
+            out["events_not_listed"] = int(out.get("events_not_listed") or 0) + 1
     src = dict(out.get("source") or {})
     if not src.get("key") and hit.key:
         src.update(key=hit.key, aliases=list(hit.aliases))

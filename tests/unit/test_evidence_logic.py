@@ -80,3 +80,14 @@ def test_the_report_says_what_is_missing_before_filing() -> None:
     assert report["incidentSummary"]["incidentType"] == CSAM_INCIDENT
     assert report["fileDetails"][0]["fileViewedByEsp"] is False
     assert report["fileDetails"][0]["locationOfFile"] == "k"
+
+
+def test_an_image_uploaded_again_and_again_does_not_grow_its_record_without_bound() -> None:
+    from attestd.evidence.record import MAX_EVENTS
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    body = new_record(hit("sweep", "delete", key="k0"), hashes=None, store="fs", node="n",
+                      now=now, retention=timedelta(days=365))
+    for i in range(1, MAX_EVENTS + 50):
+        body = add_event(body, hit("sweep", "delete", key=f"k{i}"), "fs")
+    assert len(body["events"]) == MAX_EVENTS and body["events_not_listed"] == 50
