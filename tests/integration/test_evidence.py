@@ -155,6 +155,7 @@ def test_a_sweep_delete_preserves_the_bytes_before_deleting(
     assert body["source"]["store"] and body["hashes"]["frames"][0]["pdq"]
     assert body["decided"]["decided_by"].startswith("override:")
     assert [e["action"] for e in body["events"]] == ["delete"]  # one event, not two
+    assert len(audit(env, "evidence_preserve")) == 1 and not audit(env, "evidence_update")
 
     # Another sweep (the bad file uploaded again and deleted again) keeps the record.
     (store / "x" / "again.jpg").write_bytes(bad)
