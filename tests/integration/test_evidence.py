@@ -128,6 +128,10 @@ def test_evidence_enabled_without_a_public_key_refuses_to_start(tmp_path: Path) 
     from attestd.config import load_config
     from attestd.errors import ConfigError
 
+    (tmp_path / "node.toml").write_text(
+        f'[node]\ndata_dir = "{tmp_path / "data"}"\n[evidence]\nenabled = true\n')
+    code, out = run_cli({"ATTESTD_CONFIG": str(tmp_path / "node.toml")}, "serve")
+    assert code == 3 and "evidence.recipient is empty" in out, out
     (tmp_path / "config.toml").write_text("[evidence]\nenabled = true\n")
     with pytest.raises(ConfigError, match="evidence.recipient is empty"):
         load_config(tmp_path / "config.toml", {})
