@@ -41,27 +41,28 @@ class ExportError(Exception):
 
 
 def file_name(rec: EvidenceRecord) -> str:
-    media = (rec.record.get("hashes") or {}).get("media_type")
-    return f"{rec.sha256}.{_EXT.get(media or '', 'bin')}"
+    media = _dict(rec.record.get("hashes")).get("media_type")
+    return f"{rec.sha256}.{_EXT.get(media if isinstance(media, str) else '', 'bin')}"
 
 
 def cybertipline_report(rec: EvidenceRecord, reporter: Reporter) -> dict[str, Any]:
     """The record as CyberTipline report fields, with what the admin must still check."""
+    # Read defensively: a record edited by hand or damaged still exports what it holds.
     body = rec.record
-    lemmy: dict[str, Any] = dict(body.get("lemmy") or {})
-    events: list[dict[str, Any]] = list(body.get("events") or [])
-    decided = body.get("decided") or {}
-    hashes = body.get("hashes") or {}
-    source = body.get("source") or {}
+    lemmy = _dict(body.get("lemmy"))
+    events = [e for e in _list(body.get("events")) if isinstance(e, dict)]
+    decided = _dict(body.get("decided"))
+    hashes = _dict(body.get("hashes"))
+    source = _dict(body.get("source"))
     urls = [u for u in [lemmy.get("post_url"), lemmy.get("comment_url"),
-                        *(lemmy.get("urls") or [])] if isinstance(u, str) and u]
+                        *_list(lemmy.get("urls"))] if isinstance(u, str) and u]
     ip_events = []
     if lemmy.get("uploader_ip"):
         ip_events.append({"ipAddress": lemmy["uploader_ip"], "eventName": "Upload",
                           "dateTime": lemmy.get("uploaded_at")})
     viewed = any(e.get("method") == "human_review" or e.get("origin") == "review"
                  for e in events)
-    frames = hashes.get("frames") or []
+    frames = [f for f in _list(hashes.get("frames")) if isinstance(f, dict)]
     check = []
     if decided.get("label") != "csam_suspect":
         check.append(f"it was judged {decided.get('label')!r}, not csam_suspect: report only "
@@ -108,7 +109,8 @@ def cybertipline_report(rec: EvidenceRecord, reporter: Reporter) -> dict[str, An
                 f"Judged {decided.get('label')} by {decided.get('decided_by')} "
                 f"(method {decided.get('method') or 'n/a'}). Storage key "
                 f"{source.get('key')!r} in {source.get('store')!r}; pict-rs aliases "
-                f"{', '.join(source.get('aliases') or []) or 'none'}. Perceptual hashes: "
+                f"{', '.join(map(str, _list(source.get('aliases')))) or 'none'}. "
+                "Perceptual hashes: "
                 + ("; ".join(f"PDQ {f.get('pdq')} (quality {f.get('pdq_quality')}), "
                              f"pHash {f.get('phash')}" for f in frames) or "none")),
         }],
@@ -116,6 +118,14 @@ def cybertipline_report(rec: EvidenceRecord, reporter: Reporter) -> dict[str, An
                      "retain_until": rec.retain_until.isoformat(),
                      "encrypted_file": f"{file_name(rec)}.age" if rec.location else None},
     }
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _text(value: Any) -> str | None:

@@ -331,6 +331,18 @@ def test_evidence_cli_refuses_hostile_input(tmp_path: Path,
     code, out = run_cli(env, "evidence", "annotate", str(rec["id"]), "no-equals-sign")
     assert code == 1
 
+    # A record damaged in the database still exports what it holds.
+    from sqlalchemy import update
+
+    with db(env).begin() as conn:
+        conn.execute(update(t.evidence).values(record={
+            "decided": "junk", "lemmy": [1, 2], "events": "x", "hashes": {"frames": 7},
+            "source": {"aliases": "not-a-list"}}))
+    code, out = run_cli(env, "evidence", "export", str(rec["id"]), str(tmp_path / "damaged"))
+    assert code == 0 and "Traceback" not in out, out
+    assert json.loads((tmp_path / "damaged" / "cybertipline-report.json").read_text())[
+        "fileDetails"][0]["originalFileHash"][0]["value"] == rec["sha256"]
+
     out_file = tmp_path / "decrypted.jpg"
     out_file.write_bytes(b"keep me")
     not_age = tmp_path / "not-age.age"
