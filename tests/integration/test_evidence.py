@@ -358,7 +358,7 @@ def test_evidence_cli_refuses_hostile_input(tmp_path: Path,
 
 # -- hits from review ------------------------------------------------------------------------
 
-def test_a_confirmed_review_and_a_review_quarantine_are_preserved(
+def test_a_confirmed_review_is_preserved_and_a_flag_is_not(
         tmp_path: Path, admin_key: tuple[Path, str]) -> None:
     from attestd.config import load_config
     from attestd.services import open_services
