@@ -667,3 +667,6 @@ cli.add_command(restore)
 from attestd.cli_lemmy import lemmy  # noqa: E402
 
 cli.add_command(lemmy)
+from attestd.cli_evidence import evidence  # noqa: E402
+
+cli.add_command(evidence)

@@ -410,6 +410,46 @@ class LemmyConfig(_Section):
         return self
 
 
+class EvidenceConfig(_Section):
+    # Preserve what a sweep deletes or quarantines, a reviewer quarantines or confirms bad,
+    # encrypted to the admin's age key, for retention_days (attestd.evidence).
+    enabled: bool = False
+    # The admin's age public key (age1...); the private key never belongs on the node.
+    recipient: str = ""
+    recipient_file: str = ""
+    # A folder, or s3://bucket/prefix on [sweep.s3]'s endpoint; "" = data_dir/evidence.
+    path: str = ""
+    retention_days: float = Field(365.0, ge=1)
+    # Deletes and confirmed reviews of these labels are preserved (quarantines always).
+    labels: tuple[str, ...] = ("csam_suspect", "blocked")
+    purge_interval_s: float = Field(3600.0, ge=1)
+    # Who files the report (CyberTipline's reporter/reportingPerson), for export.
+    reporter_first_name: str = ""
+    reporter_last_name: str = ""
+    reporter_email: str = ""
+
+    @field_validator("recipient")
+    @classmethod
+    def _recipient(cls, v: str) -> str:
+        v = v.strip()
+        if v.upper().startswith("AGE-SECRET-KEY-"):
+            raise ValueError("this is an age private key: put only its public key (age1..., "
+                             "`age-keygen -y KEYFILE`) here and keep the private key off the node")
+        if v:
+            from attestd.evidence.crypto import parse_recipient
+
+            parse_recipient(v)  # a ValueError saying what is wrong
+        return v
+
+    @model_validator(mode="after")
+    def _needs_recipient(self) -> EvidenceConfig:
+        if self.enabled and not self.recipient:
+            raise ValueError("evidence.enabled is true but evidence.recipient is empty: set it "
+                             "to the admin's age public key (age1..., from `age-keygen`), or "
+                             "evidence would be kept unencrypted; the node refuses to")
+        return self
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # A condition that repeats (connections refused, clients gone mid-upload, review
@@ -435,6 +475,7 @@ class Config(_Section):
     blobs: BlobsConfig = BlobsConfig()
     alerts: AlertsConfig = AlertsConfig()
     lemmy: LemmyConfig = LemmyConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # The file the configuration was looked for at (read if it exists); relative paths
@@ -499,6 +540,7 @@ SECRET_FILES: tuple[tuple[str, ...], ...] = (
     ("alerts", "urls"),
     ("alerts", "webhooks"),
     ("lemmy", "password"),
+    ("evidence", "recipient"),
 )
 # Of those, the ones read one per line (blank lines and # comments skipped).
 _LIST_SECRETS = frozenset({"allowed_callers", "urls", "webhooks"})

@@ -14,6 +14,7 @@ from attestd.change_follower import ChangeFollower
 from attestd.config import Config
 from attestd.db.engine import check_schema_current, create_engine
 from attestd.db.store import Store
+from attestd.evidence.preserver import Evidence, open_evidence
 from attestd.hits import Hits
 from attestd.jobs.queue import JobQueue, JobSettings
 from attestd.jobs.store import JobStore
@@ -41,6 +42,8 @@ class NodeServices:
     alerts: Notifier | None = None  # [alerts]: tells admins of hits
     # [lemmy] url set: turns hits into follow-up steps; `serve` runs them (run()).
     lemmy: LemmyFollowUp | None = None
+    # [evidence] enabled: preserves what is deleted, quarantined or confirmed bad.
+    evidence: Evidence | None = None
 
 
 @contextlib.asynccontextmanager
@@ -85,6 +88,10 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
         hits, lemmy = Hits(), None
+        # Evidence first: the record exists before the Lemmy follow-up annotates it.
+        evidence = open_evidence(config, store, store.get_hashes)
+        if evidence is not None:
+            hits.subscribe("evidence", evidence.on_hit)
         if config.lemmy.url:
             lemmy = await stack.enter_async_context(open_followup(config, store))
             hits.subscribe("lemmy follow-up", lemmy.on_hit)
@@ -93,7 +100,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             hits.subscribe("alerts", alerts.on_hit)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review, hits=hits,
-                           alerts=alerts, lemmy=lemmy)
+                           alerts=alerts, lemmy=lemmy, evidence=evidence)
 
 
 def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:

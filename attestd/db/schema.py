@@ -449,3 +449,19 @@ lemmy_steps = Table(
     UniqueConstraint("sha256", "step", "target", name="uq_lemmy_steps_target"),
     Index("ix_lemmy_steps_due", "state", "next_try"),
 )
+
+# One record per image preserved as evidence (attestd.evidence); later hits on the same
+# bytes add to its events. Rows go only when purged after retain_until.
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    Column("found_at", DateTime(timezone=True), nullable=False),
+    Column("preserved_at", DateTime(timezone=True), nullable=False),
+    Column("retain_until", DateTime(timezone=True), nullable=False),
+    Column("location", String(64), nullable=True),  # the encrypted bytes' file; None: no copy
+    Column("record", JSON, nullable=False),
+    UniqueConstraint("sha256", name="uq_evidence_sha256"),
+    Index("ix_evidence_retain_until", "retain_until"),
+)

@@ -42,7 +42,9 @@ def quarantine_target(app: web.Application) -> Quarantine | None:
     state = app[ADMIN_STATE]
     if not state.quarantine_opened:
         try:
-            state.quarantine = open_quarantine(app[CONFIG].sweep)
+            ev = app[CONFIG].evidence
+            state.quarantine = open_quarantine(app[CONFIG].sweep,
+                                               encrypt_to=ev.recipient if ev.enabled else "")
         except SweepError as exc:
             raise RequestError(409, str(exc)) from None
         state.quarantine_opened = True

@@ -47,6 +47,8 @@ def create_app(config: Config) -> web.Application:
         app.cleanup_ctx.append(_in_node_worker)
     if config.sweep.enabled:
         app.cleanup_ctx.append(_continuous_sweep)
+    if config.evidence.enabled:
+        app.cleanup_ctx.append(_evidence_purge)
     scan.add_routes(app)
     jobs.add_routes(app)
     ops.add_routes(app)
@@ -83,6 +85,20 @@ async def _stop_long_polls(app: web.Application) -> None:
     # SIGTERM for up to the long-poll's wait.
     if JOBS in app:
         await app[JOBS].stop_waiting()
+
+
+async def _evidence_purge(app: web.Application) -> AsyncIterator[None]:
+    """Evidence past its retention is purged (with an audit entry each) while serving."""
+    from attestd.evidence.preserver import purge_loop
+
+    evidence = app[SERVICES].evidence
+    assert evidence is not None
+    task = asyncio.create_task(purge_loop(evidence, app[CONFIG].evidence.purge_interval_s),
+                               name="evidence-purge")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _federation(app: web.Application) -> AsyncIterator[None]:

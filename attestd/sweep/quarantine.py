@@ -53,9 +53,30 @@ class FolderQuarantine:
         return str(dest)
 
 
+class EncryptedQuarantine:
+    """A quarantine whose images are written encrypted to the admin's age key (``KEY.age``),
+    when ``[evidence]`` is enabled: no plaintext copy of abuse material at rest."""
 
-def open_quarantine(cfg: SweepConfig, s3_client: Any | None = None) -> Quarantine | None:
-    """The quarantine ``sweep.quarantine`` names, or None when it is empty."""
+    def __init__(self, inner: Quarantine, recipient: str) -> None:
+        self.inner, self.recipient = inner, recipient
+        self.where = inner.where
+
+    async def put(self, key: str, data: bytes, evidence: bytes) -> str:
+        from attestd.evidence.crypto import encrypt
+
+        sealed = await asyncio.to_thread(encrypt, data, self.recipient)
+        return await self.inner.put(key + ".age", sealed, evidence)
+
+
+def open_quarantine(cfg: SweepConfig, s3_client: Any | None = None, *,
+                    encrypt_to: str = "") -> Quarantine | None:
+    """The quarantine ``sweep.quarantine`` names, or None when it is empty; its images
+    encrypted to ``encrypt_to`` (an age public key) when given."""
+    plain = _open_plain(cfg, s3_client)
+    return EncryptedQuarantine(plain, encrypt_to) if plain and encrypt_to else plain
+
+
+def _open_plain(cfg: SweepConfig, s3_client: Any | None) -> Quarantine | None:
     target = cfg.quarantine.strip()
     if not target:
         return None

@@ -76,7 +76,8 @@ class Sweeper:
 
     def __init__(self, *, pipeline: CheckPipeline, sweeps: SweepStore, source: Source,
                  settings: SweepSettings, review: ReviewQueue | None = None,
-                 quarantine: Quarantine | None = None, hits: Hits | None = None) -> None:
+                 quarantine: Quarantine | None = None, hits: Hits | None = None,
+                 keep: Callable[[Hit, str], Awaitable[None]] | None = None) -> None:
         if settings.action == "quarantine" and quarantine is None and not settings.dry_run:
             raise SweepError("sweep.action is quarantine but sweep.quarantine is empty: set "
                              "a folder or s3://bucket/prefix (or pass --quarantine)")
@@ -87,6 +88,8 @@ class Sweeper:
         self.review = review
         self.quarantine = quarantine
         self.hits = hits
+        # Preserves evidence before a delete or quarantine; raising stops the act.
+        self.keep = keep
         self._failures = 0
         self._last_error = ""
         # Keys whose interrupted act was finished (and counted) when this run resumed.
@@ -386,6 +389,8 @@ class Sweeper:
     async def _act(self, run_id: int, summary: RunSummary, obj: StoredObject, action: str,
                    outcome: CheckOutcome, data: bytes | None) -> None:
         try:
+            if self.keep is not None:
+                data = await self._keep(run_id, obj, action, outcome, data)
             if action == "quarantine":
                 detail = await self._quarantine(run_id, obj, outcome, data)
             else:
@@ -410,10 +415,23 @@ class Sweeper:
     async def _hit(self, run_id: int, obj: StoredObject, outcome: CheckOutcome, action: str,
                    detail: str, data: bytes | None) -> None:
         if self.hits is not None:
-            await self.hits.publish(Hit(
-                sha256=outcome.sha256, origin="sweep", label=outcome.label or "unknown",
-                source=outcome.source, action=action, key=obj.key, aliases=tuple(obj.aliases),
-                actor=f"sweep run {run_id}", detail=detail, data=data))
+            await self.hits.publish(_hit_of(run_id, obj, outcome, action, detail, data))
+
+    async def _keep(self, run_id: int, obj: StoredObject, action: str, outcome: CheckOutcome,
+                    data: bytes | None) -> bytes | None:
+        """The bytes, fetched if need be, handed to ``keep`` before they leave the store."""
+        assert self.keep is not None
+        if data is None:
+            try:
+                data = await self.source.fetch(obj)
+            except ObjectGone:
+                return None  # nothing left to keep (or to act on)
+        try:
+            await self.keep(_hit_of(run_id, obj, outcome, action, "", data), self.source.name)
+        except Exception as exc:
+            raise SweepError(f"evidence of {obj.key} could not be preserved, so it was not "
+                             f"{action}d: {exc}") from None
+        return data
 
     async def _quarantine(self, run_id: int, obj: StoredObject, outcome: CheckOutcome,
                           data: bytes | None) -> str:
@@ -514,6 +532,13 @@ class Sweeper:
             return
         if total is not None:
             progress.set_total(total, 0)
+
+
+def _hit_of(run_id: int, obj: StoredObject, outcome: CheckOutcome, action: str, detail: str,
+            data: bytes | None) -> Hit:
+    return Hit(sha256=outcome.sha256, origin="sweep", label=outcome.label or "unknown",
+               source=outcome.source, action=action, key=obj.key, aliases=tuple(obj.aliases),
+               actor=f"sweep run {run_id}", detail=detail, data=data)
 
 
 def _same_version(prior: PriorCheck, obj: StoredObject) -> bool:

@@ -25,14 +25,17 @@ async def open_sweeper(cfg: Config, sc: SweepConfig, services: NodeServices, *,
     source = open_source(sc)
     try:
         client = getattr(source, "client", None)
-        quarantine = open_quarantine(sc, client) if sc.action == "quarantine" else None
+        sealed_to = cfg.evidence.recipient if cfg.evidence.enabled else ""
+        quarantine = (open_quarantine(sc, client, encrypt_to=sealed_to)
+                      if sc.action == "quarantine" else None)
         settings = SweepSettings(action=sc.action, dry_run=dry_run, concurrency=sc.concurrency,
                                  layout=sc.layout, overlap_s=sc.overlap_s,
                                  unordered_pages_per_loop=sc.unordered_pages_per_loop,
                                  node=cfg.node.base_url)
         yield Sweeper(pipeline=services.pipeline, sweeps=SweepStore(services.store),
                       source=source, settings=settings, review=services.review,
-                      quarantine=quarantine, hits=services.hits)
+                      quarantine=quarantine, hits=services.hits,
+                      keep=services.evidence.keep if services.evidence else None)
     finally:
         await source.close()
 

@@ -1,7 +1,7 @@
 """review items: the pict-rs aliases a sweep found them under, and why no copy was kept
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0023
 Create Date: 2026-12-02 01:30:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0024'
-down_revision = '0022'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 
