@@ -93,7 +93,9 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         if evidence is not None:
             hits.subscribe("evidence", evidence.on_hit)
         if config.lemmy.url:
-            lemmy = await stack.enter_async_context(open_followup(config, store))
+            lemmy = await stack.enter_async_context(open_followup(
+                config, store,
+                annotate=evidence.annotate_image if evidence is not None else None))
             hits.subscribe("lemmy follow-up", lemmy.on_hit)
         alerts = await stack.enter_async_context(open_alerts(config, store))
         if alerts is not None:

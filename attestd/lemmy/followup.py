@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 ACTOR = "lemmy-follow-up"
 # The pict-rs aliases of an image, by sha256, asked of pict-rs itself.
 AliasLookup = Callable[[str], Awaitable[tuple[str, ...]]]
+# Adds fields to the evidence record of an image (attestd.evidence), by its sha256.
+Annotate = Callable[[str, Mapping[str, Any]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class LemmyFollowUp:
     settings: FollowUpSettings
     # For hits that carry no aliases (a rescan, a review): ask pict-rs, when it is known.
     aliases_of: AliasLookup | None = None
+    # Where what Lemmy knows of a hit is written into its evidence record ([evidence]).
+    annotate: Annotate | None = None
     steps: LemmyStepStore = field(init=False)
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -163,6 +167,12 @@ class LemmyFollowUp:
         await self.steps.planned(row, "dry_run" if dry else "done",
                                  {**d, "aliases": list(aliases), "found": found_json}, new,
                                  audits, retry_dry_run=not dry)
+        if self.annotate is not None and (found.uploader is not None or found.content):
+            try:
+                await self.annotate(row.sha256, evidence_fields(found, aliases))
+            except Exception:  # the follow-up stands; the record lacks Lemmy's part
+                log.exception("could not add what Lemmy knows to the evidence of %s",
+                              row.sha256)
         log.info("Lemmy follow-up of %s (%s): %s%s", row.sha256, kind,
                  ", ".join(f"{p.step} {p.target}" for p in planned) or "nothing to do",
                  " (dry run)" if dry else "")
@@ -236,8 +246,28 @@ async def _quiet(aw: Any) -> Any:
         return None
 
 
+def evidence_fields(found: policy.Found, aliases: Sequence[str]) -> dict[str, Any]:
+    """What an evidence record keeps of a Lemmy look-up: the uploader and where it is used."""
+    fields: dict[str, Any] = {}
+    if found.uploader is not None:
+        fields["uploader"] = found.uploader.actor_id or found.uploader.name
+        fields["uploader_id"] = found.uploader.id
+    posts = [c for c in found.content if c.kind == "post"]
+    comments = [c for c in found.content if c.kind == "comment"]
+    if posts:
+        fields["post_id"], fields["post_url"] = posts[0].id, posts[0].ap_id
+        fields["community"] = posts[0].community
+    if comments:
+        fields["comment_id"], fields["comment_url"] = comments[0].id, comments[0].ap_id
+    fields["urls"] = [c.ap_id for c in found.content if c.ap_id]
+    if aliases:
+        fields["note"] = "pict-rs aliases: " + ", ".join(aliases)
+    return fields
+
+
 @contextlib.asynccontextmanager
-async def open_followup(config: Config, store: Store) -> AsyncIterator[LemmyFollowUp]:
+async def open_followup(config: Config, store: Store, *,
+                        annotate: Annotate | None = None) -> AsyncIterator[LemmyFollowUp]:
     """The follow-up ``[lemmy]`` configures (its HTTP sessions closed afterwards)."""
     cfg = config.lemmy
     client = LemmyClient(LemmySettings(
@@ -256,7 +286,7 @@ async def open_followup(config: Config, store: Store) -> AsyncIterator[LemmyFoll
         yield LemmyFollowUp(store, client, FollowUpSettings(
             policy=cfg.policy.model_dump(), classifier_alone_may_act=cfg.act_on_classifier_alone,
             dry_run=cfg.dry_run, labels=frozenset(cfg.labels), retry_base_s=cfg.retry_base_s,
-            max_attempts=cfg.max_attempts), aliases_of=lookup)
+            max_attempts=cfg.max_attempts), aliases_of=lookup, annotate=annotate)
 
 
 def _pictrs_lookup(source: Any, max_pages: int) -> AliasLookup:

@@ -415,3 +415,41 @@ async def test_a_hit_with_a_label_not_followed_up_does_nothing(
             source="list:adult", action="delete", aliases=(instance.alias,)))
         assert await services.lemmy.run_due() == 0
     assert instance.lemmy.requests == []
+
+
+async def test_what_lemmy_knows_is_written_into_the_evidence_record(
+        tmp_path: Path, instance: Instance) -> None:
+    from pyrage import x25519
+
+    from attestd.evidence.record import ANNOTATION_FIELDS
+
+    def configure() -> Config:
+        url = f"sqlite:///{tmp_path / 'attestd.db'}"
+        migrate(url)
+        cfg, env = make_config_env(tmp_path, url, **{
+            "sweep": {"source": "pictrs", "pictrs.url": instance.pictrs_url,
+                      "pictrs.api_token": instance.pictrs.api_key, "action": "delete"},
+            "lemmy": {"url": instance.lemmy_url, "public_url": instance.lemmy.base,
+                      "username": "attestd-bot", "password": BOT_PASSWORD, "retry_base_s": 0.05},
+            "evidence": {"enabled": True, "recipient": str(x25519.Identity.generate().to_public()),
+                         "path": str(tmp_path / "evidence")}})
+        listed = tmp_path / "list.csv"
+        listed.write_text(f"sha256\n{hashlib.sha256(BAD).hexdigest()}\n")
+        code, out = run_cli(env, "hashes", "import", str(listed), "--label", "csam_suspect",
+                            "--source", "ncmec")
+        assert code == 0, out
+        return cfg
+
+    cfg = await asyncio.to_thread(configure)
+    async with node(cfg) as services:
+        async with open_sweeper(cfg, cfg.sweep, services) as sweeper:
+            summary = await sweeper.sweep_all()
+        assert summary.acted == {"delete": 1}, summary
+        assert services.lemmy is not None and services.evidence is not None
+        await services.lemmy.run_due()
+        rec = await services.evidence.records.by_sha256(hashlib.sha256(BAD).hexdigest())
+    assert rec is not None
+    lemmy = rec.record["lemmy"]
+    assert set(lemmy) <= ANNOTATION_FIELDS
+    assert lemmy["uploader_id"] == instance.uploader
+    assert lemmy["post_id"] == instance.post and lemmy["comment_id"] == instance.comment
