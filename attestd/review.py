@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from attestd.blobs import Blobs
 from attestd.config import ReviewConfig
 from attestd.db import schema as t
-from attestd.db.store import Store, _insert_ignore
+from attestd.db.rows import insert_ignore
+from attestd.db.store import Store
 from attestd.logs import REPEAT_KEY
 from attestd.model import as_utc, utcnow
 
@@ -76,7 +77,7 @@ class ReviewQueue:
         if data is not None and self.copies is not None:
             await self.copies.put(sha256, data)
         async with self.store.writing() as conn:
-            await conn.execute(_insert_ignore(conn)(t.review_items).values(
+            await conn.execute(insert_ignore(conn)(t.review_items).values(
                 sha256=sha256, kind=kind, reason=reason[:1000], label=label,
                 created_at=utcnow()).on_conflict_do_nothing())
             await conn.execute(update(t.review_items).where(
