@@ -19,7 +19,7 @@ from attestd.cli_common import (
     EXIT_SETUP,
     command_actor,
     command_config,
-    config_file,
+    config_path,
     run_async,
 )
 from attestd.cli_federation import followers, peers, review
@@ -93,7 +93,7 @@ def init(base_url: str | None) -> None:
 
     Running it again changes nothing.
     """
-    path, _ = config_file()
+    path, _ = config_path()
     if not path.exists():
         text = default_config_text()
         if base_url:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 EXIT_REJECTED, EXIT_USAGE, EXIT_SETUP = 1, 2, 3
 
 
-def config_file() -> tuple[Path, bool]:
+def config_path() -> tuple[Path, bool]:
     """The config file this command uses, and whether it was named (--config or env)."""
     meta = click.get_current_context().meta
     return meta["attestd.config"], meta["attestd.config_named"]
@@ -32,7 +32,7 @@ def command_config(*, database: bool = True, optional: bool = False) -> Config:
     """The configuration, after checking that its file exists (unless ``optional`` and not
     named) and, when ``database``, that its database is migrated, so that no command
     works on a database the node never uses (nor creates one as a side effect)."""
-    path, named = config_file()
+    path, named = config_path()
     if not path.exists() and (named or not optional):
         how = "named by --config or $ATTESTD_CONFIG" if named else "the default, ./config.toml"
         raise ConfigError(f"no configuration file at {path} ({how}): run `attestd init` to "
