@@ -9,9 +9,11 @@ section shows for "no import circle").
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
@@ -115,6 +117,17 @@ def test_a_new_module_outside_every_layer_breaks_the_contract(copy: Path) -> Non
     result = lint_imports(copy)
     assert result.returncode != 0
     assert "attestd.helpers" in result.stdout + result.stderr
+
+
+def test_the_architecture_document_names_every_layer() -> None:
+    # docs/architecture.md draws the layers; it must not fall behind the contract.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    layers = [c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    named = {name for contract in layers for layer in contract["layers"]
+             for name in re.split(r"[|:]", layer)}
+    document = (ROOT / "docs" / "architecture.md").read_text("utf-8")
+    missing = sorted(n.strip() for n in named if f"`{n.strip()}`" not in document)
+    assert missing == [], f"docs/architecture.md's layer table lacks {missing}"
 
 
 def test_no_module_is_in_an_import_circle() -> None:
