@@ -23,6 +23,7 @@ bench: $(VENV)/.installed-bench
 lint: $(VENV)/.installed-all
 	$(BIN)/ruff check attestd scanner activitypub tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

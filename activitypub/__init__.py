@@ -5,7 +5,23 @@ The protocol logic is pure (no I/O); ``activitypub.fetch`` and ``activitypub.del
 are the edges that talk to the network.
 """
 
+from activitypub._activities import follow, respond, undo
+from activitypub._collections import PageItems, PageRequest, build_page, parse_page_request
 from activitypub._digest import check_digest, make_digest
+from activitypub._documents import (
+    ACTIVITY_JSON,
+    JRD_JSON,
+    ActorSpec,
+    actor_document,
+    key_owner,
+    nodeinfo_document,
+    nodeinfo_links,
+    ordered_collection,
+    page_url,
+    parse_acct,
+    types_of,
+    webfinger_document,
+)
 from activitypub._errors import (
     ActivityPubError,
     BlockedAddressError,
@@ -35,33 +51,52 @@ from activitypub._signatures import (
 )
 
 __all__ = [
+    "ACTIVITY_JSON",
+    "JRD_JSON",
     "MAX_JSON_DEPTH",
     "ActivityPubError",
+    "ActorSpec",
     "BlockedAddressError",
     "FetchError",
     "JSONInputError",
     "LocalProtocolError",
+    "PageItems",
+    "PageRequest",
     "RemoteProtocolError",
     "SignatureError",
     "SignatureParams",
     "VerifiedProof",
     "VerifiedSignature",
+    "actor_document",
+    "build_page",
     "canonical_host",
     "check_digest",
     "create_proof",
     "ed25519_multibase",
+    "follow",
+    "key_owner",
     "load_ed25519_multibase",
     "load_ed25519_private_multibase",
     "load_json",
     "load_public_key_pem",
     "make_digest",
+    "nodeinfo_document",
+    "nodeinfo_links",
     "normalize_host",
+    "ordered_collection",
+    "page_url",
+    "parse_acct",
+    "parse_page_request",
     "parse_signature_header",
     "proof_method",
     "public_key_pem",
+    "respond",
     "same_origin",
     "sign_request",
     "signing_string",
+    "types_of",
+    "undo",
     "verify_proof",
     "verify_request",
+    "webfinger_document",
 ]

@@ -51,6 +51,8 @@ def retry_delay(attempts: int, rng: random.Random | None = None,
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """One queued activity for one destination inbox, as the store keeps it."""
+
     id: int
     inbox: str
     body: bytes
@@ -72,9 +74,17 @@ class DeliveryStore(Protocol):
         """The destination's oldest queued deliveries, in order (what to send next)."""
         ...
 
-    async def delivered(self, delivery: Delivery) -> None: ...
-    async def retry(self, delivery: Delivery, next_at: datetime, error: str) -> None: ...
-    async def stop(self, delivery: Delivery, error: str) -> None: ...
+    async def delivered(self, delivery: Delivery) -> None:
+        """The destination accepted it: remove it from the queue."""
+        ...
+
+    async def retry(self, delivery: Delivery, next_at: datetime, error: str) -> None:
+        """It failed for now: try again at ``next_at``, recording ``error``."""
+        ...
+
+    async def stop(self, delivery: Delivery, error: str) -> None:
+        """It failed for good (a permanent 4xx): never send it again."""
+        ...
 
     async def park(self, delivery: Delivery, error: str) -> None:
         """The destination has failed for days: park everything queued for it."""

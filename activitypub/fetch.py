@@ -68,6 +68,9 @@ class GuardedResolver(AbstractResolver):
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        """The host's addresses, resolved on the pool. Raises BlockedAddressError for a
+        non-public one (unless ``allow_private``), OSError when the site already has
+        ``per_site`` lookups in flight, the lookup is slow, or it finds no address."""
         site = _site(host)
         if self._busy.get(site, 0) >= self.per_site:
             raise OSError(errno.EAGAIN, f"too many lookups under {site} in flight; try later")
@@ -104,6 +107,7 @@ class GuardedResolver(AbstractResolver):
             self._busy.pop(site, None)
 
     async def close(self) -> None:
+        """Stop the resolver threads (lookups under way are abandoned)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -269,6 +273,9 @@ class Keyring:
         self._actors[require_id(actor, "actor")] = (self.clock(), actor)
 
     async def actor(self, actor_id: str, *, refresh: bool = False) -> dict[str, Any]:
+        """The actor document, from the cache or fetched (``refresh``: fetched again, at
+        most so often per actor). Raises ActivityPubError (e.g. FetchError) when it cannot
+        be had; a recent failure is answered from memory, not tried again at once."""
         cached = self._actors.get(actor_id)
         if refresh and cached and not self._may_refresh(actor_id):
             refresh = False

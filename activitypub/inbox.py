@@ -25,21 +25,31 @@ log = logging.getLogger(__name__)
 
 
 class KeySource(Protocol):
-    async def public_key(self, key_id: str, *, refresh: bool = False) -> tuple[str, PublicKey]: ...
+    """Where signing keys come from (``activitypub.fetch.Keyring`` is one)."""
+
+    async def public_key(self, key_id: str, *, refresh: bool = False) -> tuple[str, PublicKey]:
+        """The key's owner (actor id) and the key; ``refresh``: not from a cache."""
+        ...
 
 
 class SeenActivities(Protocol):
+    """The record of activity ids already received, for replay protection."""
+
     async def first_sighting(self, activity: dict[str, Any]) -> bool:
         """Record the activity by its id; True if that id had not been seen before."""
         ...
 
 
 class Blocked(ActivityPubError):
+    """The signer or its host is blocked (answered 403)."""
+
     status_hint = 403
 
 
 @dataclass(frozen=True, slots=True)
 class InboxRequest:
+    """An inbox POST as the caller's HTTP server received it."""
+
     method: str
     path: str
     query: str
@@ -49,6 +59,8 @@ class InboxRequest:
 
 @dataclass(frozen=True, slots=True)
 class VerifiedActivity:
+    """An activity whose signature is the actor's own; ``duplicate``: seen before."""
+
     actor: str
     activity: dict[str, Any]
     duplicate: bool
@@ -73,6 +85,8 @@ class InboxVerifier:
         self.max_skew_s = max_skew_s
 
     async def verify(self, req: InboxRequest, *, now: datetime | None = None) -> VerifiedActivity:
+        """Check ``req``; raises RemoteProtocolError or SignatureError (with their status
+        hints) or Blocked when it must not be applied."""
         if len(req.body) > self.max_bytes:
             raise RemoteProtocolError(f"the activity is over {self.max_bytes} bytes",
                                       status_hint=413)

@@ -133,10 +133,10 @@ class DatabaseBlobs:
                 & (t.blobs.c.sha256 == normalise_hex(sha256, 64, "sha256")))
 
     async def put(self, sha256: str, data: bytes) -> None:
-        from attestd.db.store import _insert_ignore
+        from attestd.db.rows import insert_ignore
 
         async with self.store.writing() as conn:
-            await conn.execute(_insert_ignore(conn)(t.blobs).values(
+            await conn.execute(insert_ignore(conn)(t.blobs).values(
                 namespace=self.namespace, sha256=normalise_hex(sha256, 64, "sha256"),
                 data=data, created_at=utcnow()).on_conflict_do_nothing())
 
@@ -159,7 +159,7 @@ def open_blobs(config: Config, store: Store, namespace: str) -> Blobs:
     """The store ``[blobs] backend`` names, for ``namespace`` (``jobs`` or ``review``)."""
     cfg = config.blobs
     if cfg.backend == "s3":
-        from attestd.sweep.sources.s3 import s3_client
+        from attestd.s3 import s3_client
 
         return S3Blobs(s3_client(cfg.s3), cfg.s3.bucket, f"{cfg.s3.prefix}{namespace}/")
     if cfg.backend == "database":

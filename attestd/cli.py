@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
 import sys
@@ -15,6 +14,20 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from attestd import __version__
+from attestd.cli_common import (
+    EXIT_REJECTED,
+    EXIT_SETUP,
+    command_actor,
+    command_config,
+    config_path,
+    run_async,
+)
+from attestd.cli_evidence import evidence
+from attestd.cli_federation import followers, peers, review
+from attestd.cli_hashes import hashes
+from attestd.cli_lemmy import lemmy
+from attestd.cli_ops import backup, restore
+from attestd.cli_sweep import sweep
 from attestd.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -24,16 +37,12 @@ from attestd.config import (
     load_config,
 )
 from attestd.db.failures import describe_failure
-from attestd.errors import AttestdError, ConfigError, DatabaseNotReady
+from attestd.errors import AttestdError
 from attestd.keys import ensure_keys, load_keys
-from attestd.logs import setup_logging
 from scanner import UnreadableImage, normalise_hex, sha256_hex
 
 T = TypeVar("T")
 S = TypeVar("S")
-
-# Exit codes: 0 ok / all accepted, 1 rejected or failed, 2 usage, 3 configuration or database.
-EXIT_REJECTED, EXIT_USAGE, EXIT_SETUP = 1, 2, 3
 
 
 def main() -> None:
@@ -77,39 +86,6 @@ def cli(ctx: click.Context, config_file: Path | None) -> None:
     ctx.meta["attestd.config_named"] = config_file is not None
 
 
-def _config_file() -> tuple[Path, bool]:
-    """The config file this command uses, and whether it was named (--config or env)."""
-    meta = click.get_current_context().meta
-    return meta["attestd.config"], meta["attestd.config_named"]
-
-
-def _config(*, database: bool = True, optional: bool = False) -> Config:
-    """The configuration, after checking that its file exists (unless ``optional`` and not
-    named) and, when ``database``, that its database is migrated, so that no command
-    works on a database the node never uses (nor creates one as a side effect)."""
-    path, named = _config_file()
-    if not path.exists() and (named or not optional):
-        how = "named by --config or $ATTESTD_CONFIG" if named else "the default, ./config.toml"
-        raise ConfigError(f"no configuration file at {path} ({how}): run `attestd init` to "
-                          "write one there, or give the node's with --config PATH")
-    cfg = load_config(path)
-    setup_logging(cfg.logging.level, cfg.logging.repeat_interval_s, cfg.logging.format)
-    if database:
-        _check_schema(cfg)
-    return cfg
-
-
-def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(coro_fn())
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
-
-
 # -- init and database ----------------------------------------------------------------------
 
 @cli.command()
@@ -119,7 +95,7 @@ def init(base_url: str | None) -> None:
 
     Running it again changes nothing.
     """
-    path, _ = _config_file()
+    path, _ = config_path()
     if not path.exists():
         text = default_config_text()
         if base_url:
@@ -152,7 +128,7 @@ def db_upgrade() -> None:
 
     from attestd.db.engine import alembic_config, private_sqlite_file
 
-    cfg = _config(database=False)
+    cfg = command_config(database=False)
     if cfg.database.url.startswith("sqlite:///"):
         private_sqlite_file(Path(cfg.database.url[len("sqlite:///"):]))
     try:
@@ -165,32 +141,8 @@ def db_upgrade() -> None:
 @db.command("current")
 def db_current() -> None:
     """Show whether the database schema is current."""
-    _config()
+    command_config()
     click.echo("database schema is current")
-
-
-def _check_schema(cfg: Config) -> None:
-    """Raise DatabaseNotReady (naming the command to run and the config file it came
-    from) unless the schema is current; a missing SQLite file is not created."""
-    from attestd.db.engine import check_schema_current, create_engine, sqlite_path
-
-    where = f"database.url of {cfg.source}"
-    db_file = sqlite_path(cfg.database.url)
-    if db_file is not None and not db_file.exists():
-        raise DatabaseNotReady(f"no database at {db_file} ({where}): run `attestd db upgrade` "
-                               "to create it, or fix database.url if the node's is elsewhere")
-
-    async def go() -> None:
-        engine = create_engine(cfg.database.url)
-        try:
-            await check_schema_current(engine, cfg.database.url)
-        finally:
-            await engine.dispose()
-
-    try:
-        _run(go)
-    except DatabaseNotReady as exc:
-        raise DatabaseNotReady(f"{exc} ({where})") from exc
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -202,10 +154,10 @@ def serve(host: str | None, port: int | None) -> None:
     """Run the node's HTTP server."""
     from attestd.config import split_listen
     from attestd.http import create_app, serving
+    from attestd.http.access_log import RedactingAccessLogger
     from attestd.http.appkeys import METRICS
-    from attestd.logs import RedactingAccessLogger
 
-    cfg = _config()  # the schema is checked first: fail fast, before binding the port
+    cfg = command_config()  # the schema is checked first: fail fast, before binding the port
     if cfg.classifier.enabled:
         _require_classifier()
     load_keys(cfg.keys_dir)
@@ -229,8 +181,8 @@ def check(as_json: bool, files: tuple[Path, ...]) -> None:
     """
     from attestd.services import open_services
 
-    cfg = _config()
-    actor = _actor()
+    cfg = command_config()
+    actor = command_actor()
 
     async def go() -> bool:
         all_ok = True
@@ -247,7 +199,7 @@ def check(as_json: bool, files: tuple[Path, ...]) -> None:
                                f"[{outcome.label or 'unknown'} by {outcome.source}] {outcome.reason}")
         return all_ok
 
-    if not _run(go):
+    if not run_async(go):
         sys.exit(EXIT_REJECTED)
 
 
@@ -270,8 +222,8 @@ def _override_command(action: str) -> Callable[..., None]:
             hexes = [normalise_hex(s, 64, "--sha256") for s in shas]
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-        cfg = _config()
-        _run(lambda: _set_overrides(cfg, action, files, hexes, note))
+        cfg = command_config()
+        run_async(lambda: _set_overrides(cfg, action, files, hexes, note))
     return cmd
 
 
@@ -280,7 +232,7 @@ async def _set_overrides(cfg: Config, action: str, files: tuple[Path, ...],
     from attestd import overrides
     from attestd.services import open_services
 
-    actor = _actor()
+    actor = command_actor()
     failed = False
     async with open_services(cfg, follow_index=False) as svc:
         targets: list[tuple[str, str, Any]] = []
@@ -322,7 +274,7 @@ def override_list(as_json: bool) -> None:
     from attestd.db.engine import create_engine
     from attestd.db.store import Store
 
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> list[Any]:
         engine = create_engine(cfg.database.url)
@@ -331,7 +283,7 @@ def override_list(as_json: bool) -> None:
         finally:
             await engine.dispose()
 
-    for ov in _run(go):
+    for ov in run_async(go):
         if as_json:
             click.echo(json.dumps({"id": ov.id, "sha256": ov.sha256, "action": ov.action,
                                    "note": ov.note, "created_by": ov.created_by,
@@ -357,8 +309,8 @@ def override_remove(override_id: int | None, sha256: str | None) -> None:
             sha256 = normalise_hex(sha256, 64, "--sha256")
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-    cfg = _config()
-    actor = _actor()
+    cfg = command_config()
+    actor = command_actor()
 
     async def go() -> Any:
         engine = create_engine(cfg.database.url)
@@ -369,7 +321,7 @@ def override_remove(override_id: int | None, sha256: str | None) -> None:
         finally:
             await engine.dispose()
 
-    removed = _run(go)
+    removed = run_async(go)
     if removed is None:
         click.echo("no such override", err=True)
         sys.exit(EXIT_REJECTED)
@@ -395,7 +347,7 @@ def _on_database(cfg: Config, make: Callable[[Any], S],
         finally:
             await engine.dispose()
 
-    return _run(go)
+    return run_async(go)
 
 
 def _job_store(engine: Any) -> Any:
@@ -414,7 +366,7 @@ def workers_add(name: str) -> None:
     problem = worker_name_problem(name)
     if problem is not None:
         raise click.BadParameter(problem)
-    cfg = _config()
+    cfg = command_config()
     try:
         token = _on_database(cfg, _job_store, lambda js: js.add_worker(name))
     except ValueError as exc:
@@ -428,7 +380,7 @@ def workers_add(name: str) -> None:
 @workers.command("list")
 def workers_list() -> None:
     """List workers and when each was last seen."""
-    cfg = _config()
+    cfg = command_config()
     for w in _on_database(cfg, _job_store, lambda js: js.list_workers()):
         seen = f"{w.last_seen_at:%Y-%m-%d %H:%M}" if w.last_seen_at else "never"
         click.echo(f"{w.name:30} added {w.created_at:%Y-%m-%d %H:%M}  last seen {seen}")
@@ -438,7 +390,7 @@ def workers_list() -> None:
 @click.argument("name")
 def workers_remove(name: str) -> None:
     """Remove worker NAME: its token stops working and its leases return to the queue."""
-    cfg = _config()
+    cfg = command_config()
     if not _on_database(cfg, _job_store, lambda js: js.remove_worker(name)):
         click.echo(f"no worker named {name}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -486,7 +438,7 @@ def worker(nodes: tuple[str, ...], tokens: tuple[str, ...], token_files: tuple[P
         raise click.UsageError(str(exc)) from None
     # A worker needs no database, and often runs on another machine with no config file:
     # then the built-in defaults and ATTESTD_CLASSIFIER__* apply.
-    cfg = _config(database=False, optional=True)
+    cfg = command_config(database=False, optional=True)
     _require_classifier()
     c = cfg.classifier
     settings = ClipSettings(model=model or c.model, pretrained=pretrained or c.pretrained,
@@ -512,7 +464,7 @@ def worker(nodes: tuple[str, ...], tokens: tuple[str, ...], token_files: tuple[P
                                      batch=settings.batch_size, stop=stop)
 
     try:
-        done = _run(go)
+        done = run_async(go)
     except WorkerAuthError as exc:
         click.echo(f"attestd: the node refused the token: {exc}", err=True)
         sys.exit(EXIT_SETUP)
@@ -558,7 +510,7 @@ def admin_token_create(name: str) -> None:
     """Create a token NAME; it is printed once and stored only as a digest."""
     if not name.strip() or len(name) > 100:
         raise click.BadParameter("NAME must be 1 to 100 characters")
-    cfg = _config()
+    cfg = command_config()
     from attestd.admin_tokens import TokenExists
 
     try:
@@ -573,7 +525,7 @@ def admin_token_create(name: str) -> None:
 @admin_token.command("list")
 def admin_token_list() -> None:
     """List admin tokens (names and use, never the secrets)."""
-    cfg = _config()
+    cfg = command_config()
     for tok in _on_database(cfg, _admin_tokens, lambda tokens: tokens.list()):
         used = f"{tok.last_used_at:%Y-%m-%d %H:%M}" if tok.last_used_at else "never used"
         click.echo(f"{tok.name}  created {tok.created_at:%Y-%m-%d %H:%M}  {used}")
@@ -583,7 +535,7 @@ def admin_token_list() -> None:
 @click.argument("name")
 def admin_token_revoke(name: str) -> None:
     """Revoke the token NAME at once."""
-    cfg = _config()
+    cfg = command_config()
     if not _on_database(cfg, _admin_tokens, lambda tokens: tokens.revoke(name)):
         click.echo(f"no admin token named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -612,7 +564,7 @@ def admin_set_password(name: str, password_stdin: bool, role: str | None) -> Non
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-    cfg = _config()
+    cfg = command_config()
     from attestd.admin_users import PasswordRejected
 
     try:
@@ -628,7 +580,7 @@ def admin_set_password(name: str, password_stdin: bool, role: str | None) -> Non
 @admin.command("logins")
 def admin_logins() -> None:
     """List the logins for /admin/ and their roles."""
-    cfg = _config()
+    cfg = command_config()
     for name, role in _on_database(cfg, _admin_users, lambda users: users.roles()):
         click.echo(f"{name}  {role}")
 
@@ -637,36 +589,20 @@ def admin_logins() -> None:
 @click.argument("name")
 def admin_remove_login(name: str) -> None:
     """Remove the admin login NAME and end its sessions."""
-    cfg = _config()
+    cfg = command_config()
     if not _on_database(cfg, _admin_users, lambda users: users.remove(name)):
         click.echo(f"no admin login named {name!r}", err=True)
         sys.exit(EXIT_REJECTED)
     click.echo(f"removed admin login {name!r}")
 
 
-# The federation and review groups live in their own module (it imports this one's helpers).
-from attestd.cli_federation import followers, peers, review  # noqa: E402
-
+# The command groups that live in their own modules.
 cli.add_command(peers)
 cli.add_command(followers)
 cli.add_command(review)
-
-from attestd.cli_hashes import hashes  # noqa: E402
-
 cli.add_command(hashes)
-
-from attestd.cli_sweep import sweep  # noqa: E402
-
 cli.add_command(sweep)
-
-from attestd.cli_ops import backup, restore  # noqa: E402
-
 cli.add_command(backup)
 cli.add_command(restore)
-
-from attestd.cli_lemmy import lemmy  # noqa: E402
-
 cli.add_command(lemmy)
-from attestd.cli_evidence import evidence  # noqa: E402
-
 cli.add_command(evidence)

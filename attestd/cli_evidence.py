@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from attestd.cli import EXIT_REJECTED, _actor, _config, _run
+from attestd.cli_common import EXIT_REJECTED, command_actor, command_config, run_async
 from attestd.config import Config
 from attestd.errors import ConfigError
 from attestd.evidence import crypto
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 def _with_evidence(fn: Callable[[Evidence, Config], Coroutine[Any, Any, T]]) -> T:
-    cfg = _config()
+    cfg = command_config()
     if not cfg.evidence.enabled:
         raise ConfigError("evidence is not enabled: set [evidence] enabled = true and "
                           "recipient = \"age1...\" (the admin's age public key)")
@@ -41,7 +41,7 @@ def _with_evidence(fn: Callable[[Evidence, Config], Coroutine[Any, Any, T]]) -> 
         finally:
             await engine.dispose()
 
-    return _run(go)
+    return run_async(go)
 
 
 def _refuse(message: str) -> None:
@@ -101,7 +101,7 @@ def export(record_id: int, out: Path) -> None:
         done = write_package(out, package_files(rec, Reporter(
             ec.reporter_first_name, ec.reporter_last_name, ec.reporter_email), encrypted))
         await ev.records.write_audit([AuditEntry(
-            actor=_actor(), action="evidence_export", sha256=rec.sha256,
+            actor=command_actor(), action="evidence_export", sha256=rec.sha256,
             detail={"evidence": rec.id, "to": str(done)})])
         return done
 
@@ -157,7 +157,7 @@ def annotate_(record_id: int, fields: tuple[str, ...]) -> None:
         parsed[name] = value
 
     async def go(ev: Evidence, cfg: Config) -> EvidenceRecord:
-        return await ev.annotate(record_id, parsed, actor=_actor())
+        return await ev.annotate(record_id, parsed, actor=command_actor())
 
     try:
         rec = _with_evidence(go)
@@ -171,7 +171,7 @@ def purge() -> None:
     """Remove the records (and files) whose retention has ended, each with an audit
     entry; nothing is removed before its retain_until. `serve` does this by itself."""
     async def go(ev: Evidence, cfg: Config) -> list[int]:
-        return await ev.purge(actor=_actor())
+        return await ev.purge(actor=command_actor())
 
     gone = _with_evidence(go)
     click.echo(f"purged {len(gone)} record(s) past retention"

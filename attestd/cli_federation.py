@@ -18,7 +18,7 @@ import click
 from activitypub import ActivityPubError
 from activitypub.fetch import Fetcher, make_session
 from attestd import review_actions
-from attestd.cli import EXIT_REJECTED, _actor, _config, _run
+from attestd.cli_common import EXIT_REJECTED, command_actor, command_config, run_async
 from attestd.config import Config
 from attestd.federation import manage
 from attestd.federation.attestations import ATTESTED_LABELS
@@ -79,7 +79,7 @@ def peers_add(target: str, trust: str, perceptual_ok: bool) -> None:
     Follow and reads their outbox once they accept."""
     if perceptual_ok and trust != "full":
         raise click.UsageError("--perceptual-ok needs --trust full")
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         keys = load_keys(cfg.keys_dir)
@@ -92,7 +92,7 @@ def peers_add(target: str, trust: str, perceptual_ok: bool) -> None:
             async with _open(cfg) as fed:
                 actor_url = await manage.add_peer(
                     fed.federated, fetcher, target, trust, perceptual_ok=perceptual_ok,
-                    actor=_actor(), plain_http=private)
+                    actor=command_actor(), plain_http=private)
         except (ActivityPubError, FollowError, manage.ManageError) as exc:
             raise click.ClickException(f"cannot follow {target}: {exc}") from None
         finally:
@@ -100,14 +100,14 @@ def peers_add(target: str, trust: str, perceptual_ok: bool) -> None:
         click.echo(f"following {actor_url} with trust {trust}"
                    f"{' (+ perceptual ok)' if perceptual_ok else ''}; waiting for them to accept")
 
-    _run(go)
+    run_async(go)
 
 
 @peers.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def peers_list(as_json: bool) -> None:
     """Peers with follow state, trust, last seen, attestations received and disagreements."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         async with _open(cfg) as fed:
@@ -129,7 +129,7 @@ def peers_list(as_json: bool) -> None:
         if not rows and not as_json:
             click.echo("no peers; add one with `attestd peers add URL --trust bad_only`")
 
-    _run(go)
+    run_async(go)
 
 
 @peers.command("trust")
@@ -140,31 +140,31 @@ def peers_trust(actor: str, level: str, perceptual_ok: bool) -> None:
     """Change how far ACTOR is trusted; decisions follow at once."""
     if perceptual_ok and level != "full":
         raise click.UsageError("--perceptual-ok needs trust full")
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         async with _open(cfg) as fed:
             if not await manage.set_trust(fed.federated, actor, level,
-                                          perceptual_ok=perceptual_ok, actor=_actor()):
+                                          perceptual_ok=perceptual_ok, actor=command_actor()):
                 raise click.ClickException(f"{actor} is not a peer (see `attestd peers list`)")
         click.echo(f"{actor}: trust {level}{' + perceptual ok' if perceptual_ok else ''}")
 
-    _run(go)
+    run_async(go)
 
 
 @peers.command("remove")
 @click.argument("actor")
 def peers_remove(actor: str) -> None:
     """Unfollow ACTOR (Undo Follow) and drop every attestation it sent."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         async with _open(cfg) as fed:
-            if await manage.unfollow(fed.federated, actor, actor=_actor()) is None:
+            if await manage.unfollow(fed.federated, actor, actor=command_actor()) is None:
                 raise click.ClickException(f"{actor} is not a peer (see `attestd peers list`)")
         click.echo(f"unfollowed {actor}; its attestations no longer count")
 
-    _run(go)
+    run_async(go)
 
 
 # -- followers -----------------------------------------------------------------------------
@@ -178,7 +178,7 @@ def followers() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def followers_list(as_json: bool) -> None:
     """Followers and their state (pending ones wait for approve or reject)."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         async with _open(cfg) as fed:
@@ -192,22 +192,22 @@ def followers_list(as_json: bool) -> None:
         if not rows and not as_json:
             click.echo("no followers")
 
-    _run(go)
+    run_async(go)
 
 
 def _answer(accept: bool) -> Any:
     @click.argument("actor")
     def cmd(actor: str) -> None:
-        cfg = _config()
+        cfg = command_config()
 
         async def go() -> None:
             async with _open(cfg) as fed:
                 if not await manage.answer_follower(fed.federated, actor, accept=accept,
-                                                    actor=_actor()):
+                                                    actor=command_actor()):
                     raise click.ClickException(f"{actor} has not asked to follow this node")
             click.echo(f"{actor}: {'accepted' if accept else 'rejected'}")
 
-        _run(go)
+        run_async(go)
     return cmd
 
 
@@ -229,7 +229,7 @@ def review() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def review_list(kind: str | None, as_json: bool) -> None:
     """What waits for a human: flagged, disputed and unreadable images."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         async with _open(cfg) as fed:
@@ -243,7 +243,7 @@ def review_list(kind: str | None, as_json: bool) -> None:
         if not items and not as_json:
             click.echo("the review queue is empty")
 
-    _run(go)
+    run_async(go)
 
 
 def _targets_options(fn: Any) -> Any:
@@ -282,17 +282,17 @@ async def _targets(fed: _Fed, files: tuple[Path, ...], shas: tuple[str, ...]
 @click.option("--note", default="", help="Why (kept in the audit log).")
 def review_mark(files: tuple[Path, ...], shas: tuple[str, ...], label: str, note: str) -> None:
     """Record a human-review verdict and publish it as an attestation."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         async with _open(cfg) as fed:
             for given, sha, hashes in await _targets(fed, files, shas):
                 _, attestation = await review_actions.confirm(
-                    fed.reviewer, sha, hashes, label, actor=_actor(), note=note, given=given)
+                    fed.reviewer, sha, hashes, label, actor=command_actor(), note=note, given=given)
                 how = "exact sha256 only" if hashes is None else f"{len(hashes.frames)} frame(s)"
                 click.echo(f"{given}: {label} (human review, {how}); published {attestation}")
 
-    _run(go)
+    run_async(go)
 
 
 @review.command("clear")
@@ -300,18 +300,18 @@ def review_mark(files: tuple[Path, ...], shas: tuple[str, ...], label: str, note
 @click.option("--note", default="", help="Why (kept in the audit log).")
 def review_clear(files: tuple[Path, ...], shas: tuple[str, ...], note: str) -> None:
     """Retract this node's verdicts on images and the attestations it published of them."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> None:
         any_found = False
         async with _open(cfg) as fed:
             for given, sha, _ in await _targets(fed, files, shas):
                 n, retracted = await review_actions.withdraw(
-                    fed.reviewer, sha, actor=_actor(), note=note, given=given)
+                    fed.reviewer, sha, actor=command_actor(), note=note, given=given)
                 any_found = any_found or bool(n or retracted)
                 click.echo(f"{given}: retracted {n} verdict(s) and {len(retracted)} attestation(s)")
         if not any_found:
             sys.exit(EXIT_REJECTED)
 
-    _run(go)
+    run_async(go)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from attestd.cli import EXIT_REJECTED, _actor, _config, _run
+from attestd.cli_common import EXIT_REJECTED, command_actor, command_config, run_async
 from attestd.hash_lists import CSV_HEADER, HashListError, ParseReport, parse
 from attestd.model import LABELS, AuditEntry
 from attestd.services import open_services
@@ -62,18 +62,18 @@ def hashes_import(file: Path, label: str | None, name: str) -> None:
         raise click.ClickException(
             f"{file}: {unlabelled} of {len(rows)} rows have no label of their own; give "
             "--label to say what a match means; nothing was imported")
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> tuple[int, int, int]:
         async with open_services(cfg, follow_index=False) as svc:
             change = await svc.store.replace_list(source, label or "", rows)
             await svc.store.write_audit([AuditEntry(
-                actor=_actor(), action="hashes_import", label=label, source=source,
+                actor=command_actor(), action="hashes_import", label=label, source=source,
                 detail={"file": str(file), "added": change.added, "kept": change.kept,
                         "dropped": change.dropped, "skipped": report.skipped})])
             return change.added, change.kept, change.dropped
 
-    added, kept, dropped = _run(go)
+    added, kept, dropped = run_async(go)
     skipped = ", ".join(f"{k}: {v}" for k, v in report.skipped.items())
     click.echo(f"imported {added + kept} hashes into {source} as "
                f"{label or 'labelled in the file'}: {added} added, {kept} kept, "
@@ -84,13 +84,13 @@ def hashes_import(file: Path, label: str | None, name: str) -> None:
 @hashes.command("list-sources")
 def hashes_list_sources() -> None:
     """Imported lists and how many active hashes each holds."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> list[tuple[str, str, int]]:
         async with open_services(cfg, follow_index=False) as svc:
             return await svc.store.list_sources()
 
-    rows = _run(go)
+    rows = run_async(go)
     for source, label, n in rows:
         click.echo(f"{source.removeprefix('list:')}  {label}  {n}")
     if not rows:
@@ -102,18 +102,18 @@ def hashes_list_sources() -> None:
 def hashes_remove(name: str) -> None:
     """Stop using the list NAME (its hashes stop matching at once)."""
     source = _source(name)
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> int:
         async with open_services(cfg, follow_index=False) as svc:
             n = await svc.store.remove_source(source)
             if n:
                 await svc.store.write_audit([AuditEntry(
-                    actor=_actor(), action="hashes_remove", source=source,
+                    actor=command_actor(), action="hashes_remove", source=source,
                     detail={"entries": n})])
             return n
 
-    n = _run(go)
+    n = run_async(go)
     if not n:
         click.echo(f"no active list named {name}", err=True)
         sys.exit(EXIT_REJECTED)
@@ -128,7 +128,7 @@ def hashes_remove(name: str) -> None:
 def hashes_export(name: str | None, output: Path | None) -> None:
     """Export active hashes as CSV (pdq, pdq_quality, phash, sha256, label, source)."""
     source = _source(name) if name else None
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> int:
         n = 0
@@ -145,6 +145,6 @@ def hashes_export(name: str | None, output: Path | None) -> None:
                 out.close()
         return n
 
-    n = _run(go)
+    n = run_async(go)
     if output:
         click.echo(f"exported {n} hashes to {output}")

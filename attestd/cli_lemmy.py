@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from attestd.cli import EXIT_REJECTED, _actor, _config, _run
+from attestd.cli_common import EXIT_REJECTED, command_actor, command_config, run_async
 from attestd.lemmy.store import LemmyStepStore, StepRow
 from attestd.services import open_services
 
@@ -29,13 +29,13 @@ def _line(r: StepRow) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def lemmy_steps(sha256: str | None, state: str | None, as_json: bool) -> None:
     """The newest follow-up steps: what was looked up and done, what waits or failed."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> list[StepRow]:
         async with open_services(cfg, follow_index=False) as services:
             return await LemmyStepStore(services.store).listed(sha256=sha256, state=state)
 
-    rows = _run(go)
+    rows = run_async(go)
     if as_json:
         click.echo(json.dumps([{
             "id": r.id, "sha256": r.sha256, "step": r.step, "target": r.target,
@@ -51,7 +51,7 @@ def lemmy_steps(sha256: str | None, state: str | None, as_json: bool) -> None:
 @lemmy.command("run")
 def lemmy_run() -> None:
     """Run the steps due now (`attestd serve` does this by itself)."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> int:
         async with open_services(cfg, follow_index=False) as services:
@@ -59,7 +59,7 @@ def lemmy_run() -> None:
                 raise click.ClickException("lemmy.url is not set: no follow-up in Lemmy")
             return await services.lemmy.run_due()
 
-    click.echo(f"ran {_run(go)} step(s)")
+    click.echo(f"ran {run_async(go)} step(s)")
 
 
 @lemmy.command("retry")
@@ -70,14 +70,14 @@ def lemmy_retry(ids: tuple[int, ...], all_failed: bool) -> None:
     rights); `attestd serve` runs them."""
     if bool(ids) == all_failed:
         raise click.UsageError("name the steps (IDs from `attestd lemmy steps`) or --failed")
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> list[StepRow]:
         async with open_services(cfg, follow_index=False) as services:
             return await LemmyStepStore(services.store).requeue(
-                None if all_failed else ids, _actor())
+                None if all_failed else ids, command_actor())
 
-    rows = _run(go)
+    rows = run_async(go)
     for r in rows:
         click.echo(f"due again: {r.id} {r.step} {r.target}")
     if not rows:

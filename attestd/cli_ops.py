@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from attestd.backup import create_backup, restore_backup
-from attestd.cli import _config
+from attestd.cli_common import command_config
 
 
 @click.command()
@@ -16,7 +16,7 @@ def backup(file: Path) -> None:
     """Save the node's keys and (SQLite) a consistent copy of its database to FILE, a
     tar.gz readable only by you. Safe while the node runs. On PostgreSQL, back the
     database up with pg_dump; FILE then holds the keys."""
-    cfg = _config()
+    cfg = command_config()
     done = create_backup(file, cfg.database.url, cfg.keys_dir)
     click.echo(f"wrote {done.path}: keys {', '.join(done.keys)}"
                + (" and the database" if done.database == "sqlite" else ""))
@@ -33,7 +33,7 @@ def backup(file: Path) -> None:
                    "(stop the node first).")
 def restore(file: Path, force: bool) -> None:
     """Restore a backup from FILE into this configuration's (empty) data folder."""
-    cfg = _config(database=False)  # the database is what this brings back
+    cfg = command_config(database=False)  # the database is what this brings back
     done = restore_backup(file, cfg.database.url, cfg.node.data_dir, cfg.keys_dir, force=force)
     click.echo(f"restored keys {', '.join(done.keys)} into {cfg.keys_dir}"
                + (" and the database" if done.database == "sqlite" else ""))

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from attestd.cli import EXIT_REJECTED, _config, _run
+from attestd.cli_common import EXIT_REJECTED, command_config, run_async
 from attestd.config import Config, SweepConfig
 from attestd.services import open_services
 from attestd.sweep.model import RunSummary, SweepError, age_of
@@ -104,7 +104,7 @@ def sweep(ctx: click.Context, /, all_: bool, since: str | None, restart: bool, d
     if all_ == (since is not None):
         raise click.UsageError("say what to sweep: --all, or --since AGE (e.g. --since 20m)")
     age = parse_age(since) if since is not None else None
-    cfg = _config()
+    cfg = command_config()
     sc = sweep_config(cfg, **flags)
 
     async def go() -> RunSummary:
@@ -119,7 +119,7 @@ def sweep(ctx: click.Context, /, all_: bool, since: str | None, restart: bool, d
                 bar.close()
 
     try:
-        summary = _run(go)
+        summary = run_async(go)
     except SweepError as exc:
         raise click.ClickException(f"{exc}") from None
     except KeyboardInterrupt:
@@ -146,7 +146,7 @@ def _describe(s: RunSummary) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def sweep_report(run_id: int | None, as_json: bool) -> None:
     """Summarise recent sweep runs, or one run and everything it acted on."""
-    cfg = _config()
+    cfg = command_config()
 
     async def go() -> Any:
         async with open_services(cfg, follow_index=False) as services:
@@ -159,7 +159,7 @@ def sweep_report(run_id: int | None, as_json: bool) -> None:
                                            "lists them")
             return [run], await sweeps.acted(run_id)
 
-    runs, acted = _run(go)
+    runs, acted = run_async(go)
     if as_json:
         click.echo(json.dumps({
             "runs": [{"id": r.id, "source": r.source, "mode": r.mode, "action": r.action,

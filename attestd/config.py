@@ -436,7 +436,7 @@ class EvidenceConfig(_Section):
             raise ValueError("this is an age private key: put only its public key (age1..., "
                              "`age-keygen -y KEYFILE`) here and keep the private key off the node")
         if v:
-            from attestd.evidence.crypto import parse_recipient
+            from attestd.age_keys import parse_recipient
 
             parse_recipient(v)  # a ValueError saying what is wrong
         return v

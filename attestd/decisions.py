@@ -1,4 +1,4 @@
-"""Which earlier judgement decides a check: pure functions, no I/O (DESIGN.md, steps 1–4)."""
+"""Which earlier judgement decides a check: pure functions, no I/O (docs/architecture.md, precedence 1–4)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def _list_overruling(verdict: Verdict, own_matches: Sequence[IndexMatch],
                      actions: ActionsConfig) -> IndexMatch | None:
     """The imported-list match that outranks this node's own ``verdict``, if any.
 
-    A list's bad beats our classifier's accepting verdict (DESIGN.md, trust rule 3): the
+    A list's bad beats our classifier's accepting verdict (docs/architecture.md, precedence 3): the
     classifier may have judged first and the list come later, and a list names known
     abuse. Only a human's review outranks a list; a rejecting verdict of our own already
     rejects, and names this exact image.

@@ -9,7 +9,7 @@ from sqlalchemy import case, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from attestd.db import schema as t
-from attestd.db.store import _insert_ignore
+from attestd.db.rows import insert_ignore
 
 
 class LoginFailures:
@@ -32,7 +32,7 @@ class LoginFailures:
         async with self.engine.begin() as conn:
             await conn.execute(delete(table).where(table.c.last_at < now - forget_s))
             for key in keys:
-                stmt = _insert_ignore(conn)(table).values(key=key, count=1, last_at=now)
+                stmt = insert_ignore(conn)(table).values(key=key, count=1, last_at=now)
                 await conn.execute(stmt.on_conflict_do_update(
                     index_elements=[table.c.key],
                     set_={"count": case((table.c.last_at < now - forget_s, 1),

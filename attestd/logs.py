@@ -1,4 +1,4 @@
-"""Logging setup, and an access log that never writes secrets."""
+"""Logging setup, and the redaction of secrets from logged paths."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 # Caller names in /api/v1/scan/{caller} are shared secrets.
 _SCAN_CALLER = re.compile(r"^(/api/v1/scan/)([^/?]+)")
@@ -41,18 +38,6 @@ def redact_path(path: str) -> str:
     if m and m.group(2) != "IPADDR":
         return m.group(1) + "<caller>" + path[m.end():]
     return path
-
-
-class RedactingAccessLogger(AbstractAccessLogger):
-    """Method, path with secrets removed, status and time; no query strings, no headers."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        # Here, not at the top: attestd.http imports this module. The real client, as far
-        # as server.trusted_proxies vouch for it, not the proxy in front.
-        from attestd.http.proxies import client_of
-
-        self.logger.info("%s %s %s %d %.1fms", client_of(request).address, request.method,
-                         redact_path(request.path), response.status, time * 1000)
 
 
 class RepeatFilter(logging.Filter):

@@ -1,4 +1,4 @@
-"""The check pipeline for one image (DESIGN.md, "The check pipeline")."""
+"""The check pipeline for one image (docs/architecture.md, "One check, end to end")."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from attestd.blobs import Blobs
 from attestd.config import ReviewConfig
 from attestd.db import schema as t
-from attestd.db.store import Store, _insert_ignore
+from attestd.db.rows import insert_ignore
+from attestd.db.store import Store
 from attestd.logs import REPEAT_KEY
 from attestd.model import as_utc, utcnow
 
@@ -93,7 +94,7 @@ class ReviewQueue:
         note = copy_note[:300] if data is None and copy_note else None
         size = 0
         async with self.store.writing() as conn:
-            await conn.execute(_insert_ignore(conn)(t.review_items).values(
+            await conn.execute(insert_ignore(conn)(t.review_items).values(
                 sha256=sha256, kind=kind, reason=reason[:1000], label=label,
                 created_at=utcnow(), copy_note=note).on_conflict_do_nothing())
             row = (await conn.execute(select(c.resolved_at, c.copy_bytes, c.aliases, c.copy_note)

@@ -1,4 +1,4 @@
-"""How peers' attestations weigh in a decision (DESIGN.md, "Trust"): pure, no I/O.
+"""How peers' attestations weigh in a decision (docs/architecture.md, "The trust rules"): pure, no I/O.
 
 - Nothing from a peer trusted ``none`` counts, whatever it says.
 - A ``bad`` (any label but ``ok``) from trusted peers rejects once ``quorum`` distinct peers
@@ -20,7 +20,7 @@ TRUST_LEVELS: tuple[Trust, ...] = ("none", "bad_only", "full")
 
 # Stronger labels decide provenance when several peers say bad.
 _SEVERITY = {"csam_suspect": 3, "blocked": 2, "nsfw": 1}
-# Human review outranks a classifier or a hash list (DESIGN.md rule 4).
+# Human review outranks a classifier or a hash list (docs/architecture.md, precedence 4).
 _METHOD_RANK = {"human_review": 0, "hash_list": 1, "classifier": 2}
 
 

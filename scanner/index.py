@@ -118,6 +118,8 @@ class _Layout:
 
 @dataclass(frozen=True, slots=True)
 class Match:
+    """An indexed hash within the threshold: its key and its Hamming distance."""
+
     key: int
     distance: int
 

@@ -47,14 +47,17 @@ class Shares:
 
     @property
     def light_slots(self) -> int:
+        """Slots for light images: every decoder, with ``backlog`` queued on each."""
         return self.slots * (1 + self.backlog)
 
     @property
     def heavy_slots(self) -> int:
+        """Slots heavy images may hold at once (at least one)."""
         return max(1, math.floor(self.slots * self.heavy_share))
 
     @property
     def caller_heavy_slots(self) -> int:
+        """Heavy slots one caller may hold at once (at least one)."""
         return max(1, math.floor(self.heavy_slots * self.caller_share))
 
 
@@ -91,6 +94,7 @@ class FairQueue:
 
     @property
     def waiting(self) -> int:
+        """How many images wait for a slot, over all callers."""
         return self._waiting
 
     async def acquire(self, caller: str, work: int, size: int = 0) -> Callable[[], None]:

@@ -27,16 +27,34 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Job:
+    """A classification job a node handed out: its id and the image's sha256."""
+
     id: int
     sha256: str
 
 
 class JobClient(Protocol):
-    async def claim(self, max_jobs: int, wait_s: float) -> list[Job]: ...
-    async def image(self, job: Job) -> bytes: ...
-    async def result(self, job: Job, result: Classification) -> None: ...
-    async def fail(self, job: Job, error: str) -> None: ...
-    async def release(self, jobs: Sequence[Job]) -> None: ...
+    """A node's job API as the worker uses it (``scanner.worker_client`` is one)."""
+
+    async def claim(self, max_jobs: int, wait_s: float) -> list[Job]:
+        """Up to ``max_jobs`` jobs, waiting up to ``wait_s`` for one to come."""
+        ...
+
+    async def image(self, job: Job) -> bytes:
+        """The job's image bytes."""
+        ...
+
+    async def result(self, job: Job, result: Classification) -> None:
+        """Return the job's verdict."""
+        ...
+
+    async def fail(self, job: Job, error: str) -> None:
+        """Report that the job could not be classified, and why."""
+        ...
+
+    async def release(self, jobs: Sequence[Job]) -> None:
+        """Hand claimed jobs back unworked (the worker is stopping)."""
+        ...
 
 
 class WorkerUnavailable(Exception):

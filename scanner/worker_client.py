@@ -29,11 +29,13 @@ class HttpJobClient:
         self._auth = {"Authorization": f"Bearer {token}"}
 
     async def claim(self, max_jobs: int, wait_s: float) -> list[Job]:
+        """Up to ``max_jobs`` jobs, long-polling up to ``wait_s``."""
         doc = await self._call("POST", "/claim", params={"max": str(max_jobs), "wait": str(wait_s)},
                                timeout=wait_s + 15)
         return [Job(int(j["id"]), str(j["sha256"])) for j in doc.get("jobs", [])]
 
     async def image(self, job: Job) -> bytes:
+        """The job's image; UnreadableImage if the node no longer keeps it (410)."""
         try:
             async with self.session.get(f"{self.base}/{job.id}/image", headers=self._auth,
                                         timeout=aiohttp.ClientTimeout(total=60)) as r:
@@ -45,14 +47,17 @@ class HttpJobClient:
             raise WorkerUnavailable(str(exc) or type(exc).__name__) from None
 
     async def result(self, job: Job, result: Classification) -> None:
+        """Post the verdict (409, the job was settled meanwhile, is not an error)."""
         await self._call("POST", f"/{job.id}/result", json={
             "label": result.label, "model_id": result.model_id, "scores": result.scores,
             "publishable": result.publishable}, tolerate=(409,))
 
     async def fail(self, job: Job, error: str) -> None:
+        """Report the job as failed (409, settled meanwhile, is not an error)."""
         await self._call("POST", f"/{job.id}/fail", json={"error": error}, tolerate=(409,))
 
     async def release(self, jobs: Sequence[Job]) -> None:
+        """Hand the jobs back to the node unworked."""
         await self._call("POST", "/release", json={"ids": [j.id for j in jobs]})
 
     async def _call(self, method: str, path: str, *, timeout: float = 30,

@@ -267,7 +267,7 @@ followers = Table(
     Index("ix_followers_state", "state", "id"),
 )
 
-# Nodes this node follows, and how far it trusts each (DESIGN.md, "Trust").
+# Nodes this node follows, and how far it trusts each (docs/architecture.md, "The trust rules").
 peers = Table(
     "peers",
     metadata,

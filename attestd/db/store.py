@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from attestd.db import schema as t
+from attestd.db.rows import audit_row as _audit_row
+from attestd.db.rows import insert_ignore as _insert_ignore
 from attestd.model import (
     INDEXED_LABELS,
     AuditEntry,
@@ -28,7 +28,7 @@ from attestd.model import (
     as_utc,
     utcnow,
 )
-from attestd.sanitise import clean_json, clean_optional, clean_text
+from attestd.sanitise import clean_json, clean_text
 from attestd.trust import PeerClaim
 from scanner import FrameHashes, ImageHashes
 
@@ -573,22 +573,6 @@ class Store:
 
 def _after_or_in(ids: Any, after: int, gaps: Sequence[tuple[int, int]]) -> Any:
     return or_(ids > after, *[ids.between(lo, hi) for lo, hi in gaps])
-
-
-def _insert_ignore(conn: AsyncConnection) -> Any:
-    if conn.dialect.name == "postgresql":
-        return pg_insert
-    return sqlite_insert
-
-
-def _audit_row(e: AuditEntry) -> dict[str, Any]:
-    # Audit fields quote what strangers sent (activity ids, key ids, error messages):
-    # made storable here, at the last step before the database.
-    return {"at": e.at, "actor": clean_optional(e.actor), "action": clean_optional(e.action, 32),
-            "sha256": clean_optional(e.sha256, 64), "decision": clean_optional(e.decision, 16),
-            "label": clean_optional(e.label, 32), "source": clean_optional(e.source),
-            "reason": clean_optional(e.reason),
-            "detail": None if e.detail is None else clean_json(e.detail)}
 
 
 def _storable_received(row: dict[str, Any]) -> dict[str, Any]:

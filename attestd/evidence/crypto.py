@@ -13,23 +13,13 @@ from pathlib import Path
 import pyrage
 from pyrage import x25519
 
+from attestd.age_keys import parse_recipient as parse_recipient
+
 ENCRYPTION = "age-encryption.org/v1 (X25519)"
 
 
 class DecryptionFailed(Exception):
     """The identity given does not open this file, or the file is not age-encrypted."""
-
-
-def parse_recipient(text: str) -> x25519.Recipient:
-    """The age X25519 public key ``text`` (``age1...``); ValueError saying what is wrong."""
-    text = text.strip()
-    if not text.startswith("age1"):
-        raise ValueError("must be an age public key, starting age1 (make one with "
-                         "`age-keygen -o admin-key.txt` on the admin's machine)")
-    try:
-        return x25519.Recipient.from_str(text)
-    except pyrage.RecipientError as exc:
-        raise ValueError(f"not a valid age public key ({exc})") from None
 
 
 def encrypt(data: bytes, recipient: str) -> bytes:

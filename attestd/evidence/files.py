@@ -104,7 +104,7 @@ def open_files(path: str, *, data_dir: Path, base: Path, s3_cfg: Any = None) -> 
     if not target:
         return FolderEvidence(data_dir / "evidence")
     if target.startswith("s3://"):
-        from attestd.sweep.sources.s3 import s3_client
+        from attestd.s3 import s3_client
 
         bucket, _, prefix = target[len("s3://"):].partition("/")
         if not bucket:

@@ -11,7 +11,8 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from attestd.db import schema as t
-from attestd.db.store import Store, _audit_row
+from attestd.db.rows import audit_row
+from attestd.db.store import Store
 from attestd.evidence.record import EvidenceRecord
 from attestd.model import AuditEntry
 
@@ -96,4 +97,4 @@ class EvidenceStore:
 
 async def _audit(conn: AsyncConnection, entry: AuditEntry, **detail: Any) -> None:
     entry = dataclasses.replace(entry, detail={**(entry.detail or {}), **detail})
-    await conn.execute(insert(t.audit_log), [_audit_row(entry)])
+    await conn.execute(insert(t.audit_log), [audit_row(entry)])

@@ -1,6 +1,6 @@
 """Pulling peers' outboxes: everything a peer published reaches us even if a push was
-lost or this node was down (DESIGN.md, "Delivery is push for speed and pull for
-completeness")."""
+lost or this node was down (docs/architecture.md, "Federation": push for speed, pull
+for completeness)."""
 
 from __future__ import annotations
 

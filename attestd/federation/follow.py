@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid6 import uuid7
 
-from activitypub._activities import follow
+from activitypub import follow
 from activitypub.fetch import Fetcher
 from attestd.errors import AttestdError
 from attestd.federation.peers import PeerStore

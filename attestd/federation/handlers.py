@@ -12,9 +12,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from uuid6 import uuid7
 
-from activitypub import ActivityPubError, proof_method, verify_proof
-from activitypub._activities import respond
-from activitypub._documents import key_owner, types_of
+from activitypub import ActivityPubError, key_owner, proof_method, respond, types_of, verify_proof
 from activitypub.fetch import Keyring
 from attestd.federation.attestations import (
     Attestation,

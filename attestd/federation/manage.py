@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from uuid6 import uuid7
 
-from activitypub._activities import follow, respond, undo
+from activitypub import follow, respond, undo
 from activitypub.fetch import Fetcher
 from attestd.db.store import Store
 from attestd.errors import AttestdError

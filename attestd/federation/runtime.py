@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from activitypub import ActivityPubError, canonical_host, ed25519_multibase, normalize_host, public_key_pem
-from activitypub._documents import ActorSpec
+from activitypub import (
+    ActivityPubError,
+    ActorSpec,
+    canonical_host,
+    ed25519_multibase,
+    normalize_host,
+    public_key_pem,
+)
 from activitypub.delivery import Deliverer
 from activitypub.fetch import Fetcher, Keyring, make_session
 from activitypub.inbox import InboxVerifier

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, delete, func, or_, select, update
 from uuid6 import uuid7
 
-from activitypub._collections import PageItems, PageRequest
+from activitypub import PageItems, PageRequest
 from activitypub.delivery import Delivery
 from attestd.db import schema as t
-from attestd.db.store import Store, _insert_ignore
+from attestd.db.rows import insert_ignore
+from attestd.db.store import Store
 from attestd.model import as_utc, utcnow
 from attestd.write_behind import WriteBehind
 
@@ -209,7 +210,7 @@ class FederationStore:
     async def _insert_received(self, activity: dict[str, Any]) -> bool:
         """Keep a verified activity; False if its id was already received."""
         async with self.store.writing() as conn:
-            ins = _insert_ignore(conn)(t.received_activities).values(
+            ins = insert_ignore(conn)(t.received_activities).values(
                 **_received_row(activity, self.body_max_bytes)).on_conflict_do_nothing()
             res = await conn.execute(ins)
         return bool(res.rowcount)

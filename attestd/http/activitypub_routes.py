@@ -9,17 +9,18 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from activitypub import ActivityPubError
-from activitypub._collections import build_page, parse_page_request
-from activitypub._documents import (
+from activitypub import (
     ACTIVITY_JSON,
     JRD_JSON,
+    ActivityPubError,
     actor_document,
+    build_page,
     nodeinfo_document,
     nodeinfo_links,
     ordered_collection,
     page_url,
     parse_acct,
+    parse_page_request,
     webfinger_document,
 )
 from activitypub.inbox import InboxRequest, verify_signed

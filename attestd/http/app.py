@@ -24,6 +24,7 @@ from attestd.metrics import Metrics
 from attestd.model import Verdict
 from attestd.review import expire_loop, kind_for_verdict
 from attestd.services import open_services
+from attestd.sweep.runtime import open_pictrs_aliases
 from scanner import ImageHashes
 
 
@@ -70,14 +71,18 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
             services.alerts.adopt_orphans()  # tell what a killed process left untold
         expiry = asyncio.create_task(expire_loop(services.review, timedelta(
             days=app[CONFIG].review.unreadable_expire_days)), name="review-expiry")
-        lemmy = None if services.lemmy is None else asyncio.create_task(
-            services.lemmy.run(), name="lemmy-follow-up")
-        yield
-        for task in (expiry, lemmy):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        async with contextlib.AsyncExitStack() as stack:
+            lemmy = None
+            if services.lemmy is not None:
+                services.lemmy.aliases_of = await stack.enter_async_context(
+                    open_pictrs_aliases(app[CONFIG]))
+                lemmy = asyncio.create_task(services.lemmy.run(), name="lemmy-follow-up")
+            yield
+            for task in (expiry, lemmy):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
 
 async def _stop_long_polls(app: web.Application) -> None:

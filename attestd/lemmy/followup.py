@@ -51,7 +51,8 @@ class LemmyFollowUp:
     store: Store
     client: LemmyClient
     settings: FollowUpSettings
-    # For hits that carry no aliases (a rescan, a review): ask pict-rs, when it is known.
+    # For hits that carry no aliases (a rescan, a review): ask pict-rs, when it is known
+    # (set by whoever runs the steps: attestd.sweep.runtime.open_pictrs_aliases).
     aliases_of: AliasLookup | None = None
     # Where what Lemmy knows of a hit is written into its evidence record ([evidence]).
     annotate: Annotate | None = None
@@ -276,34 +277,7 @@ async def open_followup(config: Config, store: Store, *,
         max_media_pages=cfg.max_media_pages))
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(client.close)
-        lookup = None
-        if config.sweep.pictrs.url and config.sweep.pictrs.api_token.get_secret_value():
-            from attestd.sweep.sources.pictrs import PictrsSource
-
-            source = PictrsSource(config.sweep.pictrs)
-            stack.push_async_callback(source.close)
-            lookup = _pictrs_lookup(source, cfg.max_media_pages)
         yield LemmyFollowUp(store, client, FollowUpSettings(
             policy=cfg.policy.model_dump(), classifier_alone_may_act=cfg.act_on_classifier_alone,
             dry_run=cfg.dry_run, labels=frozenset(cfg.labels), retry_base_s=cfg.retry_base_s,
-            max_attempts=cfg.max_attempts), aliases_of=lookup, annotate=annotate)
-
-
-def _pictrs_lookup(source: Any, max_pages: int) -> AliasLookup:
-    async def aliases_of(sha256: str) -> tuple[str, ...]:
-        # pict-rs lists newest first and a hit here is usually recent (a rescan of an
-        # upload, a review of a sweep's flag): a few pages find it.
-        cursor = None
-        for _ in range(max_pages):
-            try:
-                page = await source.page(cursor)
-            except Exception as exc:  # pict-rs away: Lemmy is asked nothing this time
-                raise LemmyError(0, None, f"pict-rs could not list hashes: {exc}") from None
-            for obj in page.objects:
-                if obj.sha256 == sha256:
-                    return tuple(obj.aliases)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        return ()
-    return aliases_of
+            max_attempts=cfg.max_attempts), annotate=annotate)

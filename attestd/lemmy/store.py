@@ -12,7 +12,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from attestd.db import schema as t
-from attestd.db.store import Store, _audit_row, _insert_ignore
+from attestd.db.rows import audit_row, insert_ignore
+from attestd.db.store import Store
 from attestd.model import AuditEntry, as_utc, utcnow
 
 # A claimed step is left alone by other node processes this long (then it is due again:
@@ -66,7 +67,7 @@ class LemmyStepStore:
                                .values(state=state, detail=detail, attempts=find.attempts + 1,
                                        last_error=None, updated_at=utcnow()))
             if audit:
-                await conn.execute(insert(t.audit_log), [_audit_row(a) for a in audit])
+                await conn.execute(insert(t.audit_log), [audit_row(a) for a in audit])
 
     async def claim_due(self, limit: int = 20) -> list[StepRow]:
         """Steps due now, oldest first, each leased to this process."""
@@ -98,7 +99,7 @@ class LemmyStepStore:
         async with self.store.writing() as conn:
             await conn.execute(update(t.lemmy_steps).where(t.lemmy_steps.c.id == step_id)
                                .values(**values))
-            await conn.execute(insert(t.audit_log).values(_audit_row(audit)))
+            await conn.execute(insert(t.audit_log).values(audit_row(audit)))
 
     async def steps(self, sha256: str) -> list[StepRow]:
         async with self.store.engine.connect() as conn:
@@ -132,7 +133,7 @@ class LemmyStepStore:
                 await conn.execute(update(t.lemmy_steps).where(c.id.in_([r.id for r in rows]))
                                    .values(state="pending", attempts=0, next_try=now,
                                            updated_at=now))
-                await conn.execute(insert(t.audit_log), [_audit_row(AuditEntry(
+                await conn.execute(insert(t.audit_log), [audit_row(AuditEntry(
                     actor=actor, action="lemmy_requeue", sha256=r.sha256,
                     reason=f"{r.step} {r.target} due again (was: {r.last_error})",
                     detail={"step": r.step, "target": r.target, "id": r.id})) for r in rows])
@@ -151,7 +152,7 @@ async def _add(conn: AsyncConnection, steps: Sequence[NewStep], retry_dry_run: b
     c = t.lemmy_steps.c
     n = 0
     for s in steps:
-        added = (await conn.execute(_insert_ignore(conn)(t.lemmy_steps).values(
+        added = (await conn.execute(insert_ignore(conn)(t.lemmy_steps).values(
             sha256=s.sha256, step=s.step, target=s.target, evidence=s.evidence, state=s.state,
             attempts=0, next_try=now, detail=s.detail, last_error=None, created_at=now,
             updated_at=now).on_conflict_do_nothing())).rowcount

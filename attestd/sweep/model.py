@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from attestd.errors import AttestdError
 from attestd.model import CheckOutcome
 
 ACTIONS = ("delete", "quarantine", "flag")
+
+# How a source lists: "key" (key order, so a cursor is the last key) or "newest_first".
+Order = Literal["key", "newest_first"]
 
 
 class SweepError(AttestdError):

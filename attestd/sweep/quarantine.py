@@ -81,8 +81,8 @@ def _open_plain(cfg: SweepConfig, s3_client: Any | None) -> Quarantine | None:
     if not target:
         return None
     if target.startswith("s3://"):
+        from attestd.s3 import s3_client as make_client
         from attestd.sweep.sources.s3 import S3Quarantine
-        from attestd.sweep.sources.s3 import s3_client as make_client
         bucket, _, prefix = target[len("s3://"):].partition("/")
         if not bucket:
             raise SweepError(f"sweep.quarantine {target!r} names no bucket (s3://BUCKET/prefix)")

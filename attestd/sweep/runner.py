@@ -249,7 +249,9 @@ class Sweeper:
 
     # -- one page, one object -------------------------------------------------------------
 
-    async def _process(self, run_id: int, summary: RunSummary, objects: list[StoredObject],
+    # One page in one place (skip what is done; then check, record, act per batch): the
+    # order record-before-act is the point, and splitting it up would hide it.
+    async def _process(self, run_id: int, summary: RunSummary, objects: list[StoredObject],  # noqa: C901
                        progress: Progress | None, *, resume: bool = False,
                        only_unseen: bool = False) -> None:
         if not objects:

@@ -9,10 +9,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from attestd.config import Config, SweepConfig
+from attestd.lemmy.api import LemmyError
+from attestd.lemmy.followup import AliasLookup
 from attestd.services import NodeServices
 from attestd.sweep.quarantine import open_quarantine
 from attestd.sweep.runner import Sweeper, SweepSettings
 from attestd.sweep.sources import open_source
+from attestd.sweep.sources.pictrs import PictrsSource
 from attestd.sweep.store import SweepStore
 
 log = logging.getLogger(__name__)
@@ -52,3 +55,38 @@ async def run_continuous(sweeper: Sweeper, interval_s: float) -> None:
         except Exception as exc:  # the next loop tries again; the node keeps serving
             log.warning("sweep loop of %s failed: %s", sweeper.source.name, exc)
         await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def open_pictrs_aliases(cfg: Config) -> AsyncIterator[AliasLookup | None]:
+    """The pict-rs aliases of an image by its sha256, asked of ``[sweep.pictrs]`` (None
+    when it is not configured): what the Lemmy follow-up needs for hits that carry none."""
+    pc = cfg.sweep.pictrs
+    if not (pc.url and pc.api_token.get_secret_value()):
+        yield None
+        return
+    source = PictrsSource(pc)
+    try:
+        yield _pictrs_lookup(source, cfg.lemmy.max_media_pages)
+    finally:
+        await source.close()
+
+
+def _pictrs_lookup(source: PictrsSource, max_pages: int) -> AliasLookup:
+    async def aliases_of(sha256: str) -> tuple[str, ...]:
+        # pict-rs lists newest first and a hit here is usually recent (a rescan of an
+        # upload, a review of a sweep's flag): a few pages find it.
+        cursor = None
+        for _ in range(max_pages):
+            try:
+                page = await source.page(cursor)
+            except Exception as exc:  # pict-rs away: Lemmy is asked nothing this time
+                raise LemmyError(0, None, f"pict-rs could not list hashes: {exc}") from None
+            for obj in page.objects:
+                if obj.sha256 == sha256:
+                    return tuple(obj.aliases)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return ()
+    return aliases_of

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from attestd.db import schema as t
-from attestd.db.store import Store, _audit_row, _insert_ignore
+from attestd.db.rows import audit_row, insert_ignore
+from attestd.db.store import Store
 from attestd.model import AuditEntry, CheckOutcome, as_utc, utcnow
 from attestd.sweep.model import PriorCheck, RunSummary, StoredObject
 
@@ -133,11 +134,11 @@ class SweepStore:
                      action_state=c.action_state, action_detail=c.action_detail, checked_at=now)
                 for c in checks]
         async with self.store.writing() as conn:
-            stmt = _insert_ignore(conn)(t.sweep_objects)
+            stmt = insert_ignore(conn)(t.sweep_objects)
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=["source", "key"],
                 set_={k: stmt.excluded[k] for k in rows[0] if k not in ("source", "key")}), rows)
-            await conn.execute(insert(t.audit_log), [_audit_row(c.audit) for c in checks])
+            await conn.execute(insert(t.audit_log), [audit_row(c.audit) for c in checks])
 
     async def action_done(self, source: str, key: str, state: str, detail: str,
                           audit: AuditEntry | None) -> None:
@@ -146,7 +147,7 @@ class SweepStore:
                 (t.sweep_objects.c.source == source) & (t.sweep_objects.c.key == key)).values(
                 action_state=state, action_detail=detail[:2000]))
             if audit is not None:
-                await conn.execute(insert(t.audit_log).values(_audit_row(audit)))
+                await conn.execute(insert(t.audit_log).values(audit_row(audit)))
 
     async def pending_actions(self, source: str) -> list[PendingAction]:
         c = t.sweep_objects.c
@@ -166,7 +167,7 @@ class SweepStore:
 
     async def set_cursor(self, source: str, value: str) -> None:
         async with self.store.writing() as conn:
-            stmt = _insert_ignore(conn)(t.sweep_cursors).values(source=source, value=value,
+            stmt = insert_ignore(conn)(t.sweep_cursors).values(source=source, value=value,
                                                                  updated_at=utcnow())
             await conn.execute(stmt.on_conflict_do_update(
                 index_elements=["source"], set_={"value": value, "updated_at": utcnow()}))

@@ -23,6 +23,8 @@ def model_id_problem(model_id: object, what: str = "model_id") -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Classification:
+    """A classifier's verdict on one image: its label, the model that gave it, scores."""
+
     label: str  # one of CLASSIFIER_LABELS
     model_id: str  # model, weights and scoring version: peers decide whether to trust it
     scores: dict[str, float] = field(default_factory=dict)

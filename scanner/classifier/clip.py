@@ -31,6 +31,8 @@ _model_loads = 0
 
 @dataclass(frozen=True, slots=True)
 class ClipSettings:
+    """Which open_clip model and weights to load, where from, and on which device."""
+
     model: str = "ViT-L-14"
     pretrained: str = "openai"  # an open_clip tag, a checkpoint path, or "none"
     cache_dir: str | None = None
@@ -65,6 +67,7 @@ def missing_dependencies() -> list[str]:
 
 
 def pick_device(requested: str) -> str:
+    """``requested``, or for "auto" the best device present: cuda, then mps, then cpu."""
     import torch
 
     if requested != "auto":
@@ -133,9 +136,11 @@ class BatchedInterrogator:
         return [float(x) for x in sims.T[0].tolist()]
 
     def hold(self, images: Sequence[Image.Image], features: Any) -> None:
+        """Keep a batch's features, so horde-safety's per-image calls reuse them."""
         self._precomputed = {id(im): features[i:i + 1] for i, im in enumerate(images)}
 
     def release(self) -> None:
+        """Drop the batch's features (its images are done)."""
         self._precomputed = {}
 
 
@@ -254,6 +259,7 @@ def uses_quick_gelu(model: Any) -> bool:
 
 
 def file_sha256(path: str) -> str:
+    """The hex sha256 of the file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -1,4 +1,4 @@
-"""The order in which earlier judgements decide (DESIGN.md steps 1, 2 and 4)."""
+"""The order in which earlier judgements decide (docs/architecture.md, precedence 1 to 4)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_a_hash_list_outranks_the_own_classifiers_ok() -> None:
     out = decide_known(SHA, Lookup(None, None, _verdict("csam_suspect"), list_hit=_list_hit()),
                        [], ACTIONS)
     assert out is not None and out.source == "verdict:7"
-    # ... and a human's ok outranks a list (DESIGN.md, trust rule 2 before 3).
+    # ... and a human's ok outranks a list (docs/architecture.md, precedence 2 before 3).
     human = Verdict(8, SHA, "ok", "human_review", "reviewer:alice", None, NOW)
     out = decide_known(SHA, Lookup(None, None, human, list_hit=_list_hit()), [], ACTIONS)
     assert out is not None and out.decision == "accept" and out.source == "verdict:8"

@@ -1,4 +1,4 @@
-"""The trust rules (DESIGN.md, "Trust"): who may make an image bad, who may make it ok."""
+"""The trust rules (docs/architecture.md): who may make an image bad, who may make it ok."""
 
 from __future__ import annotations
 

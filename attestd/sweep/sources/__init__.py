@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
 from attestd.config import SweepConfig
-from attestd.sweep.model import Page, StoredObject, SweepError
+from attestd.sweep.model import Order, Page, StoredObject, SweepError
 
-Order = Literal["key", "newest_first"]
+__all__ = ["Order", "Source", "open_source"]
 
 
 class Source(Protocol):

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from attestd.sweep.model import ObjectGone, Page, StoredObject, SweepError
-from attestd.sweep.sources import Order
+from attestd.sweep.model import ObjectGone, Order, Page, StoredObject, SweepError
 
 PAGE_SIZE = 1000
 

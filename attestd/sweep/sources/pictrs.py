@@ -31,8 +31,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from attestd.config import SweepPictrsConfig
-from attestd.sweep.model import ObjectGone, Page, StoredObject, SweepError
-from attestd.sweep.sources import Order
+from attestd.sweep.model import ObjectGone, Order, Page, StoredObject, SweepError
 
 _HEX = re.compile(r"^[0-9a-f]{80,}$")
 _MAX_ORIGINAL = 512 * 1024 * 1024

@@ -9,27 +9,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from attestd.config import SweepS3Config
-from attestd.sweep.model import ObjectGone, Page, StoredObject, SweepError
-from attestd.sweep.sources import Order
+from attestd.s3 import s3_client
+from attestd.sweep.model import ObjectGone, Order, Page, StoredObject, SweepError
 
 PAGE_SIZE = 1000
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-
-
-def s3_client(cfg: SweepS3Config) -> Any:
-    """A boto3 client for ``cfg``, with retries and timeouts suited to long sweeps."""
-    return boto3.session.Session().client(
-        "s3", endpoint_url=cfg.endpoint_url or None, region_name=cfg.region or None,
-        aws_access_key_id=cfg.access_key_id or None,
-        aws_secret_access_key=cfg.secret_access_key.get_secret_value() or None,
-        config=BotoConfig(retries={"mode": "adaptive", "max_attempts": 10},
-                          connect_timeout=10, read_timeout=60,
-                          max_pool_connections=64))
 
 
 class S3Source:
