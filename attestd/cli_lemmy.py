@@ -10,6 +10,7 @@ import click
 from attestd.cli_common import EXIT_REJECTED, command_actor, command_config, run_async
 from attestd.lemmy.store import LemmyStepStore, StepRow
 from attestd.services import open_services
+from attestd.sweep.runtime import open_pictrs_aliases
 
 
 @click.group()
@@ -57,7 +58,9 @@ def lemmy_run() -> None:
         async with open_services(cfg, follow_index=False) as services:
             if services.lemmy is None:
                 raise click.ClickException("lemmy.url is not set: no follow-up in Lemmy")
-            return await services.lemmy.run_due()
+            async with open_pictrs_aliases(cfg) as aliases_of:
+                services.lemmy.aliases_of = aliases_of
+                return await services.lemmy.run_due()
 
     click.echo(f"ran {run_async(go)} step(s)")
 

@@ -23,7 +23,7 @@ from aiohttp import web
 from attestd.config import Config
 from attestd.hits import Hit
 from attestd.services import NodeServices, open_services
-from attestd.sweep.runtime import open_sweeper
+from attestd.sweep.runtime import open_pictrs_aliases, open_sweeper
 from tests.conftest import async_wait_for, free_port, make_config_env, migrate, run_cli
 from tests.images import jpeg
 from tests.lemmy_standin import LemmyStandIn
@@ -110,8 +110,10 @@ def node_config_env(tmp_path: Path, inst: Instance, *, url: str | None = None,
 
 @contextlib.asynccontextmanager
 async def node(cfg: Config) -> AsyncIterator[NodeServices]:
-    async with open_services(cfg, follow_index=False) as services:
+    async with open_services(cfg, follow_index=False) as services, \
+            open_pictrs_aliases(cfg) as aliases_of:
         assert services.lemmy is not None
+        services.lemmy.aliases_of = aliases_of  # as `serve` does
         yield services
 
 
