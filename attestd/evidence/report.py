@@ -173,11 +173,11 @@ def write_package(out: Path, files: dict[str, bytes]) -> Path:
                     info = tarfile.TarInfo(f"{out.name.split('.')[0]}/{name}")
                     info.size, info.mode = len(data), 0o600
                     tar.addfile(info, io.BytesIO(data))
-            _create(out, buf.getvalue())
+            create_private_file(out, buf.getvalue())
         else:
             os.mkdir(out, 0o700)  # fails if it exists: nothing is replaced
             for name, data in files.items():
-                _create(out / name, data)
+                create_private_file(out / name, data)
     except FileExistsError:
         raise ExportError(f"{out} already exists: give a new path (nothing was "
                           "overwritten)") from None
@@ -186,7 +186,7 @@ def write_package(out: Path, files: dict[str, bytes]) -> Path:
     return out
 
 
-def _create(path: Path, data: bytes) -> None:
+def create_private_file(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
