@@ -132,10 +132,10 @@ def decrypt(file: Path, identity: Path, out: Path) -> None:
     if str(out) == "-":
         sys.stdout.buffer.write(plain)
         return
-    from attestd.evidence.report import create_private_file
+    from attestd.files import create_private
 
     try:
-        create_private_file(out, plain)
+        create_private(out, plain)
     except FileExistsError:
         _refuse(f"{out} already exists: give a new path (nothing was overwritten)")
     except OSError as exc:

@@ -15,3 +15,13 @@ def write_private(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def create_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600) with ``data``; FileExistsError if it exists (never
+    overwritten: an export or decrypted copy must not replace anything)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from attestd.evidence.record import EvidenceRecord
+from attestd.files import create_private
 
 # CyberTipline's incidentType for apparent CSAM (the law's "child pornography").
 CSAM_INCIDENT = "Child Pornography (possession, manufacture, and distribution)"
@@ -173,22 +174,14 @@ def write_package(out: Path, files: dict[str, bytes]) -> Path:
                     info = tarfile.TarInfo(f"{out.name.split('.')[0]}/{name}")
                     info.size, info.mode = len(data), 0o600
                     tar.addfile(info, io.BytesIO(data))
-            create_private_file(out, buf.getvalue())
+            create_private(out, buf.getvalue())
         else:
             os.mkdir(out, 0o700)  # fails if it exists: nothing is replaced
             for name, data in files.items():
-                create_private_file(out / name, data)
+                create_private(out / name, data)
     except FileExistsError:
         raise ExportError(f"{out} already exists: give a new path (nothing was "
                           "overwritten)") from None
     except OSError as exc:
         raise ExportError(f"cannot write {out}: {exc.strerror}") from None
     return out
-
-
-def create_private_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
