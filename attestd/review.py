@@ -73,17 +73,29 @@ class ReviewQueue:
         not queued because the queue holds as many as ``limits`` allow."""
         if kind == "unreadable" and self.limits is not None:
             return await self._add_unreadable(sha256, reason[:1000], data, caller)
-        if data is not None and self.copies is not None:
-            await self.copies.put(sha256, data)
+        if data is not None:
+            await self.keep_copy(sha256, data)
         async with self.store.writing() as conn:
-            await conn.execute(_insert_ignore(conn)(t.review_items).values(
-                sha256=sha256, kind=kind, reason=reason[:1000], label=label,
-                created_at=utcnow()).on_conflict_do_nothing())
-            await conn.execute(update(t.review_items).where(
-                (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_not(None))
-                .values(kind=kind, reason=reason[:1000], label=label, created_at=utcnow(),
-                        resolved_at=None))
+            await self.add_in(conn, sha256, kind, reason, label=label)
         return True
+
+    async def keep_copy(self, sha256: str, data: bytes) -> None:
+        """Keep the bytes a reviewer will see, ahead of the transaction that queues the
+        item (a rolled-back one leaves a copy its retry puts again)."""
+        if self.copies is not None:
+            await self.copies.put(sha256, data)
+
+    async def add_in(self, conn: AsyncConnection, sha256: str, kind: str, reason: str, *,
+                     label: str | None = None) -> None:
+        """Queue the item inside the caller's transaction (not for unreadable uploads,
+        whose caps ``add`` checks); its copy is kept by ``keep_copy`` before."""
+        await conn.execute(_insert_ignore(conn)(t.review_items).values(
+            sha256=sha256, kind=kind, reason=reason[:1000], label=label,
+            created_at=utcnow()).on_conflict_do_nothing())
+        await conn.execute(update(t.review_items).where(
+            (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_not(None))
+            .values(kind=kind, reason=reason[:1000], label=label, created_at=utcnow(),
+                    resolved_at=None))
 
     async def _add_unreadable(self, sha256: str, reason: str, data: bytes | None,
                               caller: str | None) -> bool:
@@ -174,12 +186,21 @@ class ReviewQueue:
     async def resolve(self, sha256: str) -> bool:
         """Close the item and delete the kept copy of its image."""
         async with self.store.writing() as conn:
-            res = await conn.execute(update(t.review_items).where(
-                (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_(None))
-                .values(resolved_at=utcnow()))
+            resolved = await self.resolve_in(conn, sha256)
+        await self.drop_copy(sha256)
+        return resolved
+
+    async def resolve_in(self, conn: AsyncConnection, sha256: str) -> bool:
+        """Close the item inside the caller's transaction; ``drop_copy`` once it committed."""
+        res = await conn.execute(update(t.review_items).where(
+            (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_(None))
+            .values(resolved_at=utcnow()))
+        return bool(res.rowcount)
+
+    async def drop_copy(self, sha256: str) -> None:
+        """Delete the kept copy of a resolved item's image."""
         if self.copies is not None:
             await self.copies.delete(sha256)
-        return bool(res.rowcount)
 
     async def copy(self, sha256: str) -> bytes | None:
         """The kept bytes of a queued image, if any."""

@@ -20,6 +20,7 @@ from attestd.jobs.wakeups import Wakeups
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
 from attestd.review import ReviewQueue
+from attestd.verdicts import VerdictArrival
 from attestd.write_behind import WriteBehind
 from scanner import DecodeLimits
 from scanner.pool import DecodePool
@@ -34,6 +35,8 @@ class NodeServices:
     pipeline: CheckPipeline
     jobs: JobQueue
     review: ReviewQueue
+    # What an own classifier verdict brings about; the federation side sets its publisher.
+    arrival: VerdictArrival
     # What acts on stored media judged bad (Lemmy follow-up, alerts, evidence) subscribes.
     hits: Hits = field(default_factory=Hits)
 
@@ -72,6 +75,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         review = ReviewQueue(store, open_blobs(config, store, "review"), config.review,
                              on_not_kept=_count_not_kept(metrics))
         jobs.review = review
+        hits = Hits()
+        jobs.arrival = arrival = VerdictArrival(review, hits, config.policy.actions)
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
@@ -80,7 +85,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
-                           pipeline=pipeline, jobs=jobs, review=review)
+                           pipeline=pipeline, jobs=jobs, review=review, hits=hits,
+                           arrival=arrival)
 
 
 def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,10 +20,10 @@ from attestd.trust import weigh_claims
 from scanner import ImageHashes
 from scanner.classifier import Classification
 
+if TYPE_CHECKING:
+    from attestd.verdicts import Arriving, VerdictArrival
+
 log = logging.getLogger(__name__)
-
-
-VerdictHook = Callable[[Verdict, ImageHashes | None, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +43,9 @@ class JobQueue:
         self.settings = settings
         self._queued = asyncio.Condition()
         self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
-        # Set by the federation side: attest the verdict to followers, flag it for review.
-        self.on_verdict: VerdictHook | None = None
+        # What a recorded verdict brings about (review item, attestation), in its
+        # transaction; set by open_services.
+        self.arrival: VerdictArrival | None = None
         # Other processes' verdicts and jobs (PostgreSQL); without, waiters poll briefly.
         self.wakeups = wakeups
         if wakeups is not None:
@@ -141,28 +141,43 @@ class JobQueue:
 
     async def complete(self, worker: str, job_id: int,
                        result: Classification) -> tuple[CompleteOutcome, Verdict | None]:
-        """Record a worker's result as this node's verdict and wake whoever waits for it."""
+        """Record a worker's result as this node's verdict and wake whoever waits for it.
+
+        One transaction: the job done, the verdict and its index entries, and what
+        ``arrival`` adds (review item, attestation, deliveries). If it fails the job stays
+        leased and the worker's retry records it."""
+        arrival = self.arrival
+        job = await self.jobs.get(job_id)
         hashes: ImageHashes | None = None
-        detail: dict[str, Any] = {}
+        arriving: Arriving | None = None
+        if job is not None and job.state == "leased" and job.lease_owner == worker:
+            hashes = await self.store.get_hashes(job.sha256)
+            if arrival is not None:
+                arriving = await arrival.prepare(
+                    job.sha256, result.label, result.model_id, hashes,
+                    self._detail(worker, result, job.reason), self.blobs)
+        kind: str | None = None
 
         async def record(conn: AsyncConnection, sha: str, reason: str | None) -> Verdict:
-            nonlocal hashes, detail
-            hashes = await self.store.hashes_in(conn, sha)
-            detail = {"scores": result.scores, "publishable": result.publishable,
-                      "worker": worker, "job_reason": reason}
-            return await self.store.insert_verdict(
+            nonlocal hashes, kind
+            if hashes is None:
+                hashes = await self.store.hashes_in(conn, sha)
+            detail = self._detail(worker, result, reason)
+            verdict = await self.store.insert_verdict(
                 conn, sha, result.label, "classifier", f"classifier:{result.model_id}",
                 model=result.model_id, detail=detail, hashes=hashes)
+            if arrival is not None:
+                kind = await arrival.record_in(conn, verdict, hashes, detail, arriving)
+            return verdict
 
         outcome, sha, _, verdict = await self.jobs.complete(worker, job_id, result.label, record)
         if outcome != "done" or verdict is None:
+            if arrival is not None and arriving is not None:
+                await arrival.abandoned(arriving)
             return outcome, None
-        if self.on_verdict is not None:
-            try:
-                # Before the bytes go: the hook keeps a copy of what a human must review.
-                await self.on_verdict(verdict, hashes, detail)
-            except Exception:  # the verdict stands; publishing is retried by nobody, so say so
-                log.exception("could not publish verdict %s", verdict.id)
+        if arrival is not None:
+            # Before the bytes go: a review item's copy comes from them.
+            await arrival.arrived(verdict, kind, arriving, self.blobs)
         await self.blobs.delete(sha)
         for fut in self._waiters.pop(sha, []):
             if not fut.done():
@@ -170,6 +185,11 @@ class JobQueue:
         if self.wakeups is not None:
             await self.wakeups.verdict_stored(sha)
         return "done", verdict
+
+    @staticmethod
+    def _detail(worker: str, result: Classification, reason: str | None) -> dict[str, Any]:
+        return {"scores": result.scores, "publishable": result.publishable, "worker": worker,
+                "job_reason": reason}
 
     async def fail(self, worker: str, job_id: int, error: str) -> bool:
         """A worker could not classify the image: the job is marked failed and the image

@@ -48,6 +48,13 @@ class CompletedJob(NamedTuple):
     verdict: Verdict | None = None  # what ``record`` wrote, when the job was done now
 
 
+class JobRow(NamedTuple):
+    sha256: str
+    reason: str | None
+    state: str
+    lease_owner: str | None
+
+
 # Records a finished job's verdict inside the transaction that marks it done:
 # (connection, sha256, why the job was queued) → the verdict.
 RecordVerdict = Callable[[AsyncConnection, str, "str | None"], Awaitable[Verdict]]
@@ -143,6 +150,15 @@ class JobStore:
         if row is None:
             return None
         return row.state, row.lease_owner, as_utc(row.lease_expires_at)
+
+    async def get(self, job_id: int) -> JobRow | None:
+        """A job's image, why it was queued, its state and who holds its lease."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.jobs.c.sha256, t.jobs.c.reason, t.jobs.c.state,
+                                             t.jobs.c.lease_owner)
+                                      .where(t.jobs.c.id == job_id))).first()
+        return None if row is None else JobRow(row.sha256, row.reason, row.state,
+                                               row.lease_owner)
 
     async def sha256_of(self, job_id: int) -> str | None:
         async with self.engine.connect() as conn:
