@@ -190,19 +190,23 @@ class Store:
                     _insert_ignore(conn)(t.received_activities).on_conflict_do_nothing(),
                     [_storable_received(r) for r in received])
             if images:
-                insert_ignore = _insert_ignore(conn)
-                await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
-                    {"sha256": h.sha256, "media_type": h.media_type, "width": h.width,
-                     "height": h.height, "frame_count": h.frame_count, "first_seen": utcnow()}
-                    for h in images])
-                await conn.execute(insert_ignore(t.image_frames).on_conflict_do_nothing(), [
-                    {"sha256": h.sha256, "frame_index": i, "pdq": f.pdq,
-                     "pdq_quality": f.pdq_quality, "phash": f.phash}
-                    for h in images for i, f in enumerate(h.frames)])
+                await self._insert_images(conn, images)
             if audit:
                 await conn.execute(insert(t.audit_log), [_audit_row(e) for e in audit])
         for h in images:
             self._remember(h)
+
+    async def _insert_images(self, conn: AsyncConnection, images: Sequence[ImageHashes]) -> None:
+        insert_ignore = _insert_ignore(conn)
+        await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
+            {"sha256": h.sha256, "media_type": h.media_type, "width": h.width,
+             "height": h.height, "frame_count": h.frame_count, "first_seen": utcnow()}
+            for h in images])
+        frames = [{"sha256": h.sha256, "frame_index": i, "pdq": f.pdq,
+                   "pdq_quality": f.pdq_quality, "phash": f.phash}
+                  for h in images for i, f in enumerate(h.frames)]
+        if frames:
+            await conn.execute(insert_ignore(t.image_frames).on_conflict_do_nothing(), frames)
 
     # -- verdicts -------------------------------------------------------------------------
 
@@ -559,9 +563,14 @@ class Store:
 
     # -- jobs and audit -------------------------------------------------------------------
 
-    async def enqueue_job(self, sha256: str, reason: str) -> None:
-        """Queue ``sha256`` for classification once."""
+    async def enqueue_job(self, sha256: str, reason: str,
+                          hashes: ImageHashes | None = None) -> None:
+        """Queue ``sha256`` for classification once. With ``hashes``, they are saved in
+        the same commit (unless saved already), so whichever process records the
+        result indexes them, even if this one's batched writes never land."""
         async with self.writing() as conn:
+            if hashes is not None:
+                await self._insert_images(conn, [hashes])
             await conn.execute(_insert_ignore(conn)(t.jobs).values(
                 sha256=sha256, state="queued", reason=reason, created_at=utcnow(),
                 attempts=0).on_conflict_do_nothing())

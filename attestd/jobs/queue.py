@@ -64,10 +64,12 @@ class JobQueue:
         async with self._queued:
             self._queued.notify_all()
 
-    async def submit(self, sha256: str, data: bytes, reason: str) -> None:
-        """Keep the bytes and queue the image; wakes claimers waiting in this process."""
+    async def submit(self, sha256: str, data: bytes, reason: str,
+                     hashes: ImageHashes | None = None) -> None:
+        """Keep the bytes and queue the image (with its ``hashes``, saved in the job's
+        commit); wakes claimers waiting in this process."""
         await self.blobs.put(sha256, data)
-        await self.jobs.enqueue(sha256, reason)
+        await self.jobs.enqueue(sha256, reason, hashes)
         async with self._queued:
             self._queued.notify_all()
         if self.wakeups is not None:
@@ -174,6 +176,8 @@ class JobQueue:
         if outcome != "done" or verdict is None:
             if arrival is not None and arriving is not None:
                 await arrival.abandoned(arriving)
+            if outcome == "repeat":  # the first answer may have died before the bytes went
+                await self.blobs.delete(sha)
             return outcome, None
         if arrival is not None:
             # Before the bytes go: a review item's copy comes from them.

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from attestd.db import schema as t
 from attestd.db.store import Store
 from attestd.model import Verdict, as_utc, utcnow
+from scanner import ImageHashes
 
 CompleteOutcome = Literal["done", "repeat", "expired", "not_yours", "unknown", "conflict"]
 
@@ -115,9 +116,10 @@ class JobStore:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def enqueue(self, sha256: str, reason: str) -> None:
-        """Queue ``sha256`` once (a job that exists already is left as it is)."""
-        await self.store.enqueue_job(sha256, reason)
+    async def enqueue(self, sha256: str, reason: str, hashes: ImageHashes | None = None) -> None:
+        """Queue ``sha256`` once (a job that exists already is left as it is), with its
+        hashes saved in the same commit."""
+        await self.store.enqueue_job(sha256, reason, hashes)
 
     async def claim(self, worker: str, max_jobs: int, lease_s: float) -> list[ClaimedJob]:
         """Lease up to ``max_jobs`` queued jobs (or ones whose lease expired), oldest first."""

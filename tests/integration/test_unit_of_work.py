@@ -9,22 +9,28 @@ set and removed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from attestd import overrides, review_actions
+from attestd.blobs import BlobStore
 from attestd.db import schema as t
 from attestd.db.engine import create_engine
+from attestd.db.store import Store
 from attestd.http.admin_context import reviewer
-from attestd.http.appkeys import FEDERATION, STORE
+from attestd.http.appkeys import FEDERATION, PIPELINE, STORE
 from attestd.http.jobs import JOBS
+from attestd.jobs.queue import JobQueue
+from attestd.jobs.store import JobStore
 from scanner import DecodeLimits, ImageHashes, hash_image_bytes
 from scanner.classifier import Classification
 from tests.conftest import async_wait_for
@@ -227,3 +233,36 @@ async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
 
 
 pytestmark = pytest.mark.timeout(180)
+
+
+async def test_a_result_recorded_by_another_process_indexes_the_image(
+        tmp_path: Path, db_url: str) -> None:
+    """The job of an unknown image is queued with its hashes, in one commit: a worker's
+    result that lands on another node process before this one's batched hash writes
+    (or after this one was killed) still indexes the image's perceptual hashes."""
+    node = await start_node(tmp_path, db_url, workers={"enabled": True},
+                            policy={"deadline_s": 20})
+    other = create_engine(db_url)
+    try:
+        store = node.app[STORE]
+        # This process's batch of image hashes never lands (it is killed first, or slow).
+        node.app[PIPELINE].writes.image = store.remember  # type: ignore[method-assign]
+        img, = _images(7100, 1)
+        async with aiohttp.ClientSession() as s:
+            async def check() -> int:
+                async with s.post(f"{node.base}/api/v1/scan/IPADDR", data=img.data,
+                                  headers={"Content-Type": "image/jpeg"}) as r:
+                    return r.status
+
+            checking = asyncio.create_task(check())
+            elsewhere = JobQueue(Store(other), JobStore(Store(other)),
+                                 BlobStore(tmp_path / "elsewhere"))
+            job, = await elsewhere.claim("gpu", 1, wait_s=20)
+            outcome, verdict = await elsewhere.complete("gpu", job.id, BAD)
+            assert outcome == "done" and verdict is not None
+            assert await checking == 406
+        state = await snapshot(other, img.sha256)
+        assert state["entries"] == ["csam_suspect"] * len(img.hashes.frames), state
+    finally:
+        await node.runner.cleanup()
+        await other.dispose()
