@@ -31,9 +31,9 @@ ATTESTD = str(Path(sys.executable).with_name("attestd"))
 KILLPOINT = Path(__file__).with_name("killpoint")
 BAD = {"label": "csam_suspect", "model_id": "m", "scores": {"csam_suspect": 0.9}}
 
-ABSENT = {"job": "leased", "verdicts": [], "entries": [], "overrides": [], "review": [],
+ABSENT = {"job": "leased", "received": [], "verdicts": [], "entries": [], "overrides": [], "review": [],
           "audit": [], "attestations": [], "outbox": [], "deliveries": []}
-WHOLE = {"job": "done", "verdicts": [("classifier", True)], "entries": ["csam_suspect"],
+WHOLE = {"job": "done", "received": [], "verdicts": [("classifier", True)], "entries": ["csam_suspect"],
          "overrides": [], "review": [("flagged", True)], "audit": [], "attestations": [True],
          "outbox": ["Create"], "deliveries": ["Create"]}
 

@@ -4,7 +4,7 @@ restart is the whole change or none of it; the delivery loop then sends what was
 
 The changes: a classifier result (job done, verdict, index entries, review item,
 attestation, outbox entry, deliveries), a reviewer's confirm and mark-ok, an override
-set and removed.
+set and removed, an attestation received from a peer.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from attestd.blobs import BlobStore
 from attestd.db import schema as t
 from attestd.db.engine import create_engine
 from attestd.db.store import Store
+from attestd.federation.attestations import Attestation, build_attestation, parse_attestation
 from attestd.http.admin_context import reviewer
 from attestd.http.appkeys import FEDERATION, PIPELINE, STORE
 from attestd.http.jobs import JOBS
 from attestd.jobs.queue import JobQueue
 from attestd.jobs.store import JobStore
+from attestd.model import utcnow
 from scanner import DecodeLimits, ImageHashes, hash_image_bytes
 from scanner.classifier import Classification
 from tests.conftest import async_wait_for
@@ -104,13 +106,39 @@ async def _mark_ok(node: Node, img: Image) -> None:
     await review_actions.mark_ok(reviewer(node.app), img.sha256, actor="admin")
 
 
-CHANGES: dict[str, tuple[Step, Step]] = {
-    # name: (what the image went through before, the change)
-    "classifier result": (_queued, _result),
-    "review confirm": (_classified, _confirm),
-    "review mark ok": (_classified, _mark_ok),
-    "override block": (_saved, _block),
-    "override remove": (_blocked, _unblock),
+PEER = "http://127.0.0.1:9/users/peer"  # never fetched: its proofs are taken as checked
+
+
+async def _peer_trusted(node: Node, img: Image) -> None:
+    fed = node.app[FEDERATION]
+    await fed.peers.add(PEER, f"{PEER}/inbox", None, "full", f"{PEER}#follow")
+
+    async def verified(obj: dict[str, Any]) -> Attestation:
+        return parse_attestation(obj)
+
+    fed.handler.verify = verified  # type: ignore[method-assign]
+
+
+async def _attestation_received(node: Node, img: Image) -> None:
+    obj = build_attestation(
+        object_id=f"http://127.0.0.1:9/attestations/{img.sha256}", issuer=PEER,
+        audience=f"{PEER}/followers", sha256=img.sha256, frames=img.hashes.frames,
+        label="csam_suspect", method="classifier", model="m", published=utcnow())
+    handled = await node.app[FEDERATION].handler.handle(PEER, {
+        "id": f"http://127.0.0.1:9/activities/{img.sha256}", "type": "Create", "actor": PEER,
+        "object": obj})
+    assert handled.status == "accepted", handled
+
+
+CHANGES: dict[str, tuple[Step, Step, int]] = {
+    # name: (what the image went through before, the change, its commits)
+    "classifier result": (_queued, _result, 1),
+    "review confirm": (_classified, _confirm, 1),
+    "review mark ok": (_classified, _mark_ok, 1),
+    "override block": (_saved, _block, 1),
+    "override remove": (_blocked, _unblock, 1),
+    # The first commit is the peer's last-seen time, no part of the change.
+    "attestation received": (_peer_trusted, _attestation_received, 2),
 }
 
 
@@ -138,6 +166,9 @@ async def snapshot(engine: AsyncEngine, sha256: str) -> dict[str, Any]:
                                .where(t.verdicts.c.sha256 == sha256))).all()
         return {
             "job": (await rows(select(t.jobs.c.state).where(t.jobs.c.sha256 == sha256))).scalar(),
+            "received": sorted(r is None for r in (await rows(select(
+                t.attestations.c.retracted_at).where(t.attestations.c.sha256 == sha256))
+            ).scalars()),
             "verdicts": sorted((v.method, v.retracted_at is None) for v in verdicts),
             "entries": sorted((await rows(select(t.hash_entries.c.label).where(
                 (t.hash_entries.c.sha256 == sha256) & t.hash_entries.c.active.is_(True))
@@ -170,7 +201,7 @@ async def _node(tmp_path: Path, db_url: str) -> Node:
 @pytest.mark.parametrize("name", list(CHANGES))
 async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
         tmp_path: Path, db_url: str, name: str) -> None:
-    setup, change = CHANGES[name]
+    setup, change, expected_commits = CHANGES[name]
     follower = await Peer(name="follower").start()
     node = await _node(tmp_path, db_url)
     engine = create_engine(db_url)
@@ -204,7 +235,7 @@ async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
             assert state in (absent, whole), f"{where}: half a change is stored: {state}"
             tried.append((img, where))
         faults.restore()
-        assert commits == 1, f"{name} is {commits} commits; it must be one"
+        assert commits == expected_commits, f"{name} is {commits} commits, not {expected_commits}"
 
         # Restart: what a worker retries (its result was never acknowledged) lands whole,
         # and the delivery loop of the new process sends everything that was queued.
