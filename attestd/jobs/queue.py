@@ -200,13 +200,26 @@ class JobQueue:
         goes to the review queue with its bytes, so a human decides what no model did.
         False if the job is not leased to ``worker``."""
         sha = await self.jobs.sha256_of(job_id)
-        if sha is None or not await self.jobs.fail(worker, job_id, error):
+        if sha is None:
             return False
-        if self.review is not None:  # without one (tools, tests) the bytes stay where they are
-            await self.review.add(sha, "failed", f"worker {worker} could not classify it: "
-                                  f"{error}", data=await self.blobs.get(sha))
+        if self.review is None:  # tools, tests: the bytes stay where they are
+            return await self.jobs.fail(worker, job_id, error)
+        data = await self.blobs.get(sha)
+        if data is not None:
+            await self.review.keep_copy(sha, data)
+        # The job failed and its review item are one commit: a failure never leaves an
+        # image that nobody classified and nobody will review.
+        async with self.store.writing() as conn:
+            failed = await self.jobs.fail_in(conn, worker, job_id, error)
+            if failed:
+                await self.review.add_in(conn, sha, "failed",
+                                         f"worker {worker} could not classify it: {error}")
+        if failed:
             await self.blobs.delete(sha)
-        return True
+        elif data is not None and ((item := await self.review.get(sha)) is None
+                                   or item.resolved_at is not None):
+            await self.review.drop_copy(sha)  # kept for an item that was not queued
+        return failed
 
     async def stored_verdict(self, sha256: str) -> Verdict | None:
         """The newest live verdict for ``sha256`` as the database has it now (not cached)."""

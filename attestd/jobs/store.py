@@ -207,10 +207,14 @@ class JobStore:
     async def fail(self, worker: str, job_id: int, error: str) -> bool:
         """The worker could not classify the image: keep it for review, never retry forever."""
         async with self.store.writing() as conn:
-            res = await conn.execute(update(t.jobs).where(and_(
-                t.jobs.c.id == job_id, t.jobs.c.lease_owner == worker,
-                t.jobs.c.state == "leased")).values(state="failed", error=error[:1000],
-                                                    finished_at=utcnow()))
+            return await self.fail_in(conn, worker, job_id, error)
+
+    async def fail_in(self, conn: AsyncConnection, worker: str, job_id: int, error: str) -> bool:
+        """``fail`` inside the caller's transaction (with the image's review item)."""
+        res = await conn.execute(update(t.jobs).where(and_(
+            t.jobs.c.id == job_id, t.jobs.c.lease_owner == worker,
+            t.jobs.c.state == "leased")).values(state="failed", error=error[:1000],
+                                                finished_at=utcnow()))
         return bool(res.rowcount)
 
     async def release(self, worker: str, job_ids: list[int]) -> int:

@@ -3,7 +3,8 @@ crash) just before or just after each of a change's commits, and what is stored 
 restart is the whole change or none of it; the delivery loop then sends what was queued.
 
 The changes: a classifier result (job done, verdict, index entries, review item,
-attestation, outbox entry, deliveries), a reviewer's confirm and mark-ok, an override
+attestation, outbox entry, deliveries), a worker's failure (job failed, review item), a
+reviewer's confirm and mark-ok, an override
 set and removed, an attestation received from a peer.
 """
 
@@ -79,6 +80,11 @@ async def _result(node: Node, img: Image) -> None:
     assert outcome == "done"
 
 
+async def _failed(node: Node, img: Image) -> None:
+    assert img.job_id is not None
+    assert await node.app[JOBS].fail("gpu", img.job_id, "the model ran out of memory")
+
+
 async def _saved(node: Node, img: Image) -> None:
     await node.app[STORE].save_image(img.hashes)
 
@@ -133,6 +139,7 @@ async def _attestation_received(node: Node, img: Image) -> None:
 CHANGES: dict[str, tuple[Step, Step, int]] = {
     # name: (what the image went through before, the change, its commits)
     "classifier result": (_queued, _result, 1),
+    "worker failure": (_queued, _failed, 1),
     "review confirm": (_classified, _confirm, 1),
     "review mark ok": (_classified, _mark_ok, 1),
     "override block": (_saved, _block, 1),
