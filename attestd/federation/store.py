@@ -43,6 +43,8 @@ class FederationStore:
 
     async def enqueue(self, inboxes: Sequence[str], activity: dict[str, Any]) -> int:
         """Queue ``activity`` for each inbox (de-duplicated); returns how many were queued."""
+        if not inboxes:
+            return 0
         async with self.store.writing() as conn:
             return await self.enqueue_in(conn, inboxes, activity)
 
