@@ -4,7 +4,7 @@ restart is the whole change or none of it; the delivery loop then sends what was
 
 The changes: a classifier result (job done, verdict, index entries, review item,
 attestation, outbox entry, deliveries), a worker's failure (job failed, review item), a
-reviewer's confirm and mark-ok, an override
+reviewer's confirm, mark-ok and quarantine, an override
 set and removed, an attestation received from a peer.
 """
 
@@ -28,7 +28,7 @@ from attestd.db import schema as t
 from attestd.db.engine import create_engine
 from attestd.db.store import Store
 from attestd.federation.attestations import Attestation, build_attestation, parse_attestation
-from attestd.http.admin_context import reviewer
+from attestd.http.admin_context import quarantine_target, reviewer
 from attestd.http.appkeys import FEDERATION, PIPELINE, STORE
 from attestd.http.jobs import JOBS
 from attestd.jobs.queue import JobQueue
@@ -108,6 +108,11 @@ async def _confirm(node: Node, img: Image) -> None:
                                  actor="admin")
 
 
+async def _quarantine(node: Node, img: Image) -> None:
+    await review_actions.quarantine(reviewer(node.app), img.sha256, img.hashes,
+                                    quarantine_target(node.app), actor="admin", node="test")
+
+
 async def _mark_ok(node: Node, img: Image) -> None:
     await review_actions.mark_ok(reviewer(node.app), img.sha256, actor="admin")
 
@@ -142,6 +147,8 @@ CHANGES: dict[str, tuple[Step, Step, int]] = {
     "worker failure": (_queued, _failed, 1),
     "review confirm": (_classified, _confirm, 1),
     "review mark ok": (_classified, _mark_ok, 1),
+    # (The evidence is written to the quarantine folder before the one commit.)
+    "review quarantine": (_classified, _quarantine, 1),
     "override block": (_saved, _block, 1),
     "override remove": (_blocked, _unblock, 1),
     # The first commit is the peer's last-seen time, no part of the change.
@@ -202,7 +209,8 @@ def _images(start: int, n: int) -> list[Image]:
 
 async def _node(tmp_path: Path, db_url: str) -> Node:
     return await start_node(tmp_path, db_url, workers={"enabled": True},
-                            federation={"allow_private_addresses": True, "retry_base_s": 0.3})
+                            federation={"allow_private_addresses": True, "retry_base_s": 0.3},
+                            sweep={"quarantine": str(tmp_path / "quarantine")})
 
 
 @pytest.mark.parametrize("name", list(CHANGES))
@@ -224,6 +232,8 @@ async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
         await change(node, control)
         commits = faults.count
         faults.disarm()
+        # What the change left to batched writes counts as stored (a kill loses it).
+        await node.app[PIPELINE].writes.flush()
         whole = await snapshot(engine, control.sha256)
         assert whole != absent
         boundaries: list[tuple[int, When]] = [(k, w) for k in range(1, commits + 1)
@@ -237,6 +247,7 @@ async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
             with pytest.raises(Crash):
                 await change(node, img)
             faults.disarm()
+            await node.app[PIPELINE].writes.flush()
             where = f"{name}: killed {when} commit {k} of {commits}"
             state = await snapshot(engine, img.sha256)
             assert state in (absent, whole), f"{where}: half a change is stored: {state}"
