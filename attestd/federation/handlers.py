@@ -78,11 +78,13 @@ class ActivityHandler:
             if not isinstance(oid, str):
                 return Handled("refused", "the Delete names no object id")
             # Only the issuer may retract; a Delete carries no proof, so the signer decides.
-            sha = await self.peers.retract(oid, actor)
+            # Its audit entry commits with the retraction.
+            sha = await self.peers.retract(oid, actor, audit=(
+                (lambda s: _audit_entry(actor, "attestation_retracted", sha256=s))
+                if self.writes is not None else None))
             if sha is not None and self.on_attestation is not None:
                 await self.on_attestation(sha)
-            return self._done("accepted", f"retracted {oid}" if sha else f"no live {oid}",
-                              actor, "attestation_retracted", sha256=sha)
+            return Handled("accepted", f"retracted {oid}" if sha else f"no live {oid}")
         return Handled("ignored", f"{'/'.join(sorted(kinds))} activities are not used here")
 
     async def _follow(self, actor: str, act: dict[str, Any]) -> Handled:

@@ -188,31 +188,41 @@ class PeerStore:
         await self.store.judgement_changed(conn, att.sha256)
         return "stored" if old is None else "updated"
 
-    async def retract(self, object_id: str, issuer: str) -> str | None:
+    async def retract(self, object_id: str, issuer: str,
+                      audit: Callable[[str | None], AuditEntry] | None = None) -> str | None:
         """Retract an attestation its issuer deleted; returns its sha256 if it was live.
 
         A Delete that arrives before its Create leaves a tombstone, so the late Create
         is not applied; but only a peer's Delete of an id on its own host does: a tombstone
-        binds to its issuer, and nobody else may pre-empt the issuer's object.
+        binds to its issuer, and nobody else may pre-empt the issuer's object. ``audit``
+        makes the audit entry of the outcome (the sha256 retracted, or None), written in
+        the same commit.
         """
-        a = t.attestations
         async with self.store.writing() as conn:
-            row = (await conn.execute(select(a.c.id, a.c.issuer, a.c.sha256, a.c.retracted_at)
-                                      .where(a.c.object_id == object_id))).first()
-            if row is None:
-                if not same_origin(object_id, issuer) or (await conn.execute(
-                        select(t.peers.c.id).where(t.peers.c.actor == issuer))).first() is None:
-                    return None
-                await conn.execute(a.insert().values(
-                    object_id=object_id, issuer=issuer, sha256="", label="", method="",
-                    retracted_at=utcnow(), received_at=utcnow()))
+            sha = await self._retract_in(conn, object_id, issuer)
+            if audit is not None:
+                await self.store.audit_in(conn, [audit(sha)])
+        return sha
+
+    async def _retract_in(self, conn: AsyncConnection, object_id: str, issuer: str
+                          ) -> str | None:
+        a = t.attestations
+        row = (await conn.execute(select(a.c.id, a.c.issuer, a.c.sha256, a.c.retracted_at)
+                                  .where(a.c.object_id == object_id))).first()
+        if row is None:
+            if not same_origin(object_id, issuer) or (await conn.execute(
+                    select(t.peers.c.id).where(t.peers.c.actor == issuer))).first() is None:
                 return None
-            if row.issuer != issuer or row.retracted_at is not None:
-                return None
-            await conn.execute(update(a).where(a.c.id == row.id).values(retracted_at=utcnow()))
-            await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{row.id}")
-            await self.store.judgement_changed(conn, row.sha256)
-            return str(row.sha256)
+            await conn.execute(a.insert().values(
+                object_id=object_id, issuer=issuer, sha256="", label="", method="",
+                retracted_at=utcnow(), received_at=utcnow()))
+            return None
+        if row.issuer != issuer or row.retracted_at is not None:
+            return None
+        await conn.execute(update(a).where(a.c.id == row.id).values(retracted_at=utcnow()))
+        await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{row.id}")
+        await self.store.judgement_changed(conn, row.sha256)
+        return str(row.sha256)
 
     async def expire(self) -> int:
         """Drop expired attestations from the index; returns how many expired."""

@@ -4,8 +4,8 @@ restart is the whole change or none of it; the delivery loop then sends what was
 
 The changes: a classifier result (job done, verdict, index entries, review item,
 attestation, outbox entry, deliveries), a worker's failure (job failed, review item), a
-reviewer's confirm, mark-ok and quarantine, an override
-set and removed, an attestation received from a peer.
+reviewer's confirm, mark-ok and quarantine, an override set and removed, an attestation
+received from a peer and deleted by it.
 """
 
 from __future__ import annotations
@@ -141,6 +141,18 @@ async def _attestation_received(node: Node, img: Image) -> None:
     assert handled.status == "accepted", handled
 
 
+async def _attestation_held(node: Node, img: Image) -> None:
+    await _peer_trusted(node, img)
+    await _attestation_received(node, img)
+
+
+async def _attestation_deleted(node: Node, img: Image) -> None:
+    handled = await node.app[FEDERATION].handler.handle(PEER, {
+        "id": f"http://127.0.0.1:9/activities/delete-{img.sha256}", "type": "Delete",
+        "actor": PEER, "object": f"http://127.0.0.1:9/attestations/{img.sha256}"})
+    assert handled.status == "accepted", handled
+
+
 CHANGES: dict[str, tuple[Step, Step, int]] = {
     # name: (what the image went through before, the change, its commits)
     "classifier result": (_queued, _result, 1),
@@ -153,6 +165,7 @@ CHANGES: dict[str, tuple[Step, Step, int]] = {
     "override remove": (_blocked, _unblock, 1),
     # The first commit is the peer's last-seen time, no part of the change.
     "attestation received": (_peer_trusted, _attestation_received, 2),
+    "attestation deleted": (_attestation_held, _attestation_deleted, 2),
 }
 
 
