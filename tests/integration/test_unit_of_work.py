@@ -240,6 +240,7 @@ async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
         # An untouched run shows what the whole change stores, and how many commits it makes.
         control, = _images(7000, 1)
         await setup(node, control)
+        await node.app[PIPELINE].writes.flush()
         absent = await snapshot(engine, control.sha256)
         faults.arm(None)
         await change(node, control)
@@ -255,6 +256,7 @@ async def test_a_change_is_whole_or_absent_at_every_commit_boundary(
         tried: list[tuple[Image, str]] = []
         for img, (k, when) in zip(rest, boundaries, strict=False):
             await setup(node, img)
+            await node.app[PIPELINE].writes.flush()
             assert await snapshot(engine, img.sha256) == absent
             faults.arm(k, when)
             with pytest.raises(Crash):
