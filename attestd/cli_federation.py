@@ -57,8 +57,9 @@ async def _open(cfg: Config) -> AsyncIterator[_Fed]:
     async with open_services(cfg, follow_index=False) as svc:
         fstore = FederationStore(svc.store)
         me = identity(cfg, load_keys(cfg.keys_dir))
-        yield _Fed(svc, fstore, PeerStore(svc.store), Publisher(svc.store, fstore, me),
-                   svc.review, me)
+        publisher = Publisher(svc.store, fstore, me)
+        svc.arrival.publisher = publisher  # own verdicts this command records are attested
+        yield _Fed(svc, fstore, PeerStore(svc.store), publisher, svc.review, me)
 
 
 # -- peers ---------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ class CheckPipeline:
         if self.classify_unknown:
             # Shielded: a deadline that ends the check here must not cancel the job, or an
             # image accepted under on_unknown = accept would never be classified.
-            await asyncio.shield(self.jobs.submit(sha, data, "unknown"))
+            await asyncio.shield(self.jobs.submit(sha, data, "unknown", hashes))
             verdict = await self.jobs.wait_for_verdict(sha, self.policy.deadline_s)
             if verdict is not None:
                 return CheckOutcome(sha, self.policy.actions.for_label(verdict.label),
@@ -266,5 +266,5 @@ class CheckPipeline:
                        why: str) -> CheckOutcome:
         if self.policy.on_unknown == "accept_and_rescan":
             # Keep the bytes so a classifier can judge the image once one is free.
-            await self.jobs.submit(sha, data, "accept_and_rescan")
+            await self.jobs.submit(sha, data, "accept_and_rescan", hashes)
         return decide_unknown(sha, self.policy, why, hashes)

@@ -90,39 +90,60 @@ class ReviewQueue:
         many as ``limits`` allow."""
         if kind == "unreadable" and self.limits is not None:
             return await self._add_unreadable(sha256, reason[:1000], data, caller)
-        c = t.review_items.c
-        note = copy_note[:300] if data is None and copy_note else None
-        size = 0
+        if data is not None:
+            # Before the transaction: a rolled-back one leaves a copy its retry puts again.
+            await self.keep_copy(sha256, data)
         async with self.store.writing() as conn:
-            await conn.execute(insert_ignore(conn)(t.review_items).values(
-                sha256=sha256, kind=kind, reason=reason[:1000], label=label,
-                created_at=utcnow(), copy_note=note).on_conflict_do_nothing())
-            row = (await conn.execute(select(c.resolved_at, c.copy_bytes, c.aliases, c.copy_note)
-                                      .where(c.sha256 == sha256))).one()
-            reopen = row.resolved_at is not None
-            values: dict[str, Any] = {}
-            if reopen:
-                values = dict(kind=kind, reason=reason[:1000], label=label, created_at=utcnow(),
-                              resolved_at=None, copy_bytes=None, copy_note=note)
-            known = () if reopen else _aliases(row.aliases)
-            merged = tuple(dict.fromkeys([*known, *aliases]))[:MAX_ALIASES]
-            if merged != known:
-                values["aliases"] = list(merged)
-            if data is not None and self.copies is not None and (reopen or not row.copy_bytes):
-                why = await self._no_room(conn, len(data))
-                if why is None:
-                    size = len(data)
-                    values.update(copy_bytes=size, copy_note=None)
-                else:
-                    values["copy_note"] = why
-            elif note is not None and not reopen and not row.copy_bytes:
-                values["copy_note"] = note
-            if values:
-                await conn.execute(update(t.review_items).where(c.sha256 == sha256)
-                                   .values(**values))
-        if size and data is not None and self.copies is not None:
-            await self.copies.put(sha256, data)
+            kept = await self.add_in(conn, sha256, kind, reason, label=label,
+                                     size=None if data is None else len(data),
+                                     aliases=aliases, copy_note=copy_note)
+        if data is not None and not kept:
+            await self.drop_copy(sha256)  # no room for it (the item says so)
         return True
+
+    async def keep_copy(self, sha256: str, data: bytes) -> None:
+        """Keep the bytes a reviewer will see, ahead of the transaction that queues the
+        item (``add_in`` with their ``size`` accounts for them, or says why not)."""
+        if self.copies is not None:
+            await self.copies.put(sha256, data)
+
+    async def add_in(self, conn: AsyncConnection, sha256: str, kind: str, reason: str, *,
+                     label: str | None = None, size: int | None = None,
+                     aliases: Sequence[str] = (), copy_note: str | None = None) -> bool:
+        """Queue the item inside the caller's transaction (not for unreadable uploads,
+        whose caps ``add`` checks). ``size``: the bytes of a copy kept by ``keep_copy``
+        before. True when the item holds a copy (this one, or one it had); False means a
+        copy just kept is to be dropped once this commits (no room: the item says so)."""
+        c = t.review_items.c
+        note = copy_note[:300] if size is None and copy_note else None
+        await conn.execute(insert_ignore(conn)(t.review_items).values(
+            sha256=sha256, kind=kind, reason=reason[:1000], label=label,
+            created_at=utcnow(), copy_note=note).on_conflict_do_nothing())
+        row = (await conn.execute(select(c.resolved_at, c.copy_bytes, c.aliases, c.copy_note)
+                                  .where(c.sha256 == sha256))).one()
+        reopen = row.resolved_at is not None
+        kept = bool(row.copy_bytes) and not reopen
+        values: dict[str, Any] = {}
+        if reopen:
+            values = dict(kind=kind, reason=reason[:1000], label=label, created_at=utcnow(),
+                          resolved_at=None, copy_bytes=None, copy_note=note)
+        known = () if reopen else _aliases(row.aliases)
+        merged = tuple(dict.fromkeys([*known, *aliases]))[:MAX_ALIASES]
+        if merged != known:
+            values["aliases"] = list(merged)
+        if size is not None and self.copies is not None and (reopen or not row.copy_bytes):
+            why = await self._no_room(conn, size)
+            if why is None:
+                values.update(copy_bytes=size, copy_note=None)
+                kept = True
+            else:
+                values["copy_note"] = why
+        elif note is not None and not reopen and not row.copy_bytes:
+            values["copy_note"] = note
+        if values:
+            await conn.execute(update(t.review_items).where(c.sha256 == sha256)
+                               .values(**values))
+        return kept
 
     async def copy_fits(self, sha256: str, size: int | None) -> bool:
         """Whether a copy of ``size`` bytes (unknown: None) would be kept for the open
@@ -263,12 +284,21 @@ class ReviewQueue:
     async def resolve(self, sha256: str) -> bool:
         """Close the item and delete the kept copy of its image."""
         async with self.store.writing() as conn:
-            res = await conn.execute(update(t.review_items).where(
-                (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_(None))
-                .values(resolved_at=utcnow()))
+            resolved = await self.resolve_in(conn, sha256)
+        await self.drop_copy(sha256)
+        return resolved
+
+    async def resolve_in(self, conn: AsyncConnection, sha256: str) -> bool:
+        """Close the item inside the caller's transaction; ``drop_copy`` once it committed."""
+        res = await conn.execute(update(t.review_items).where(
+            (t.review_items.c.sha256 == sha256) & t.review_items.c.resolved_at.is_(None))
+            .values(resolved_at=utcnow()))
+        return bool(res.rowcount)
+
+    async def drop_copy(self, sha256: str) -> None:
+        """Delete the kept copy of a resolved item's image."""
         if self.copies is not None:
             await self.copies.delete(sha256)
-        return bool(res.rowcount)
 
     async def copy(self, sha256: str) -> bytes | None:
         """The kept bytes of a queued image, if any."""

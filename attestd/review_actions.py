@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from attestd import overrides
 from attestd.db.store import Store
 from attestd.errors import AttestdError
@@ -46,21 +48,26 @@ async def confirm(rv: Reviewer, sha256: str, hashes: ImageHashes | None, label: 
                   actor: str, note: str = "", given: str | None = None
                   ) -> tuple[Verdict, str | None]:
     """Record a human-review verdict of ``label`` and publish it; returns the verdict and
-    the attestation's id. Replaces every earlier verdict of ours on the image."""
+    the attestation's id. Replaces every earlier verdict of ours on the image. One
+    transaction: verdicts, index entries, attestation, deliveries, item and audit."""
     # Read before the item is resolved (resolving drops the kept copy).
     data = await rv.review.copy(sha256) if rv.hits is not None else None
-    await rv.store.supersede_verdicts(sha256)
+    signed = await rv.publisher.sign(sha256, label, "human_review", None, hashes)
     source = f"review:{actor}"
-    if hashes is not None:
-        verdict = await rv.store.record_verdict(hashes, label, "human_review", source)
-    else:
-        verdict = await rv.store.add_verdict(sha256, label, "human_review", source)
-    attestation = await rv.publisher.publish_verdict(verdict, hashes)
-    await rv.review.resolve(sha256)
-    await rv.store.write_audit([AuditEntry(
-        actor=actor, action="review_mark", sha256=sha256, label=label,
-        source=f"verdict:{verdict.id}", reason=note or None,
-        detail={"given": given or sha256, "attestation": attestation})])
+    async with rv.store.writing() as conn:
+        await rv.store.supersede_in(conn, sha256)
+        verdict = await rv.store.insert_verdict(conn, sha256, label, "human_review", source,
+                                                hashes=hashes)
+        attestation = await rv.publisher.publish_verdict_in(conn, verdict, hashes,
+                                                            signed=signed)
+        await rv.review.resolve_in(conn, sha256)
+        await rv.store.audit_in(conn, [AuditEntry(
+            actor=actor, action="review_mark", sha256=sha256, label=label,
+            source=f"verdict:{verdict.id}", reason=note or None,
+            detail={"given": given or sha256, "attestation": attestation})])
+    rv.store.forget(sha256)
+    rv.publisher.queued()
+    await rv.review.drop_copy(sha256)
     if label in INDEXED_LABELS and rv.hits is not None:
         await rv.hits.publish(Hit(sha256=sha256, origin="review", label=label,
                                   source=f"verdict:{verdict.id}", action="confirm",
@@ -72,11 +79,20 @@ async def confirm(rv: Reviewer, sha256: str, hashes: ImageHashes | None, label: 
 async def withdraw(rv: Reviewer, sha256: str, *, actor: str, note: str = "",
                    given: str | None = None) -> tuple[int, list[str]]:
     """Retract this node's verdicts on the image and the attestations it published;
-    returns how many verdicts and which attestations."""
-    n = await rv.store.supersede_verdicts(sha256)
-    retracted = await rv.publisher.retract(sha256)
-    await rv.review.resolve(sha256)
-    await rv.store.write_audit([AuditEntry(
+    returns how many verdicts and which attestations. One transaction."""
+    async with rv.store.writing() as conn:
+        n, retracted = await _withdraw_in(conn, rv, sha256, actor=actor, note=note,
+                                          given=given)
+    await _withdrawn(rv, sha256)
+    return n, retracted
+
+
+async def _withdraw_in(conn: AsyncConnection, rv: Reviewer, sha256: str, *, actor: str,
+                       note: str, given: str | None) -> tuple[int, list[str]]:
+    n = await rv.store.supersede_in(conn, sha256)
+    retracted = await rv.publisher.retract_in(conn, sha256)
+    await rv.review.resolve_in(conn, sha256)
+    await rv.store.audit_in(conn, [AuditEntry(
         actor=actor, action="review_clear", sha256=sha256, reason=note or None,
         detail={"given": given or sha256, "verdicts": n, "attestations": retracted})])
     return n, retracted
@@ -91,24 +107,35 @@ async def dismiss(rv: Reviewer, sha256: str, *, actor: str, note: str = "") -> N
     if item.kind != "unreadable":
         raise ReviewActionError(f"only unreadable items can be dismissed; this one is "
                                 f"{item.kind}: confirm it bad, mark it ok or quarantine it")
-    await rv.review.resolve(sha256)
-    await rv.store.write_audit([AuditEntry(
-        actor=actor, action="review_dismiss", sha256=sha256, label="unreadable",
-        reason=note or None, detail={"reason": item.reason})])
+    async with rv.store.writing() as conn:
+        await rv.review.resolve_in(conn, sha256)
+        await rv.store.audit_in(conn, [AuditEntry(
+            actor=actor, action="review_dismiss", sha256=sha256, label="unreadable",
+            reason=note or None, detail={"reason": item.reason})])
+    await rv.review.drop_copy(sha256)
+
+
+async def _withdrawn(rv: Reviewer, sha256: str) -> None:
+    """After a withdrawal committed."""
+    rv.store.forget(sha256)
+    rv.publisher.queued()
+    await rv.review.drop_copy(sha256)
 
 
 async def mark_ok(rv: Reviewer, sha256: str, *, actor: str, note: str = ""
                   ) -> tuple[Override | None, int, list[str]]:
-    """A false positive: allow it (exact sha256 only) and withdraw what we said of it.
-    An unreadable item is dismissed instead (no override: None): the decoder cannot read
-    those bytes, and an allow override would accept them without reading them."""
+    """A false positive: allow it (exact sha256 only) and withdraw what we said of it, in
+    one transaction. An unreadable item is dismissed instead (no override: None): the
+    decoder cannot read those bytes, and an allow override would accept them unread."""
     item = await rv.review.get(sha256)
     if item is not None and item.resolved_at is None and item.kind == "unreadable":
         await dismiss(rv, sha256, actor=actor, note=note or "marked ok in review")
         return None, 0, []
-    n, retracted = await withdraw(rv, sha256, actor=actor, note=note)
-    ov, _ = await overrides.set_override(rv.store, "allow", sha256, None,
-                                         note or "marked ok in review", actor, "review")
+    async with rv.store.writing() as conn:
+        n, retracted = await _withdraw_in(conn, rv, sha256, actor=actor, note=note, given=None)
+        ov, _ = await overrides.set_override_in(conn, rv.store, "allow", sha256, None,
+                                                note or "marked ok in review", actor, "review")
+    await _withdrawn(rv, sha256)
     return ov, n, retracted
 
 
@@ -136,12 +163,17 @@ async def quarantine(rv: Reviewer, sha256: str, hashes: ImageHashes | None,
     }
     where = await target.put(f"review/{sha256}", data,
                              json.dumps(evidence, indent=2).encode("utf-8"))
-    ov, _ = await overrides.set_override(rv.store, "block", sha256, hashes,
-                                         note or "quarantined in review", actor, "review")
-    await rv.review.resolve(sha256)
-    await rv.store.write_audit([AuditEntry(
-        actor=actor, action="review_quarantine", sha256=sha256, label="blocked",
-        source=f"override:{ov.id}", reason=note or None, detail={"quarantined_to": where})])
+    # The evidence is in place first; the block, the item and the audit are one commit.
+    async with rv.store.writing() as conn:
+        ov, _ = await overrides.set_override_in(conn, rv.store, "block", sha256, hashes,
+                                                note or "quarantined in review", actor, "review")
+        await rv.review.resolve_in(conn, sha256)
+        await rv.store.audit_in(conn, [AuditEntry(
+            actor=actor, action="review_quarantine", sha256=sha256, label="blocked",
+            source=f"override:{ov.id}", reason=note or None,
+            detail={"quarantined_to": where})])
+    rv.store.forget(sha256)
+    await rv.review.drop_copy(sha256)
     if rv.hits is not None:
         await rv.hits.publish(Hit(sha256=sha256, origin="review", label="blocked",
                                   source=f"override:{ov.id}", action="quarantine",

@@ -23,6 +23,7 @@ from attestd.lemmy.followup import LemmyFollowUp, open_followup
 from attestd.metrics import Metrics
 from attestd.pipeline import CheckPipeline
 from attestd.review import ReviewQueue
+from attestd.verdicts import VerdictArrival
 from attestd.write_behind import WriteBehind
 from scanner import DecodeLimits
 from scanner.pool import DecodePool
@@ -37,6 +38,8 @@ class NodeServices:
     pipeline: CheckPipeline
     jobs: JobQueue
     review: ReviewQueue
+    # What an own classifier verdict brings about; the federation side sets its publisher.
+    arrival: VerdictArrival
     # What acts on stored media judged bad (Lemmy follow-up, alerts, evidence) subscribes.
     hits: Hits = field(default_factory=Hits)
     alerts: Notifier | None = None  # [alerts]: tells admins of hits
@@ -80,6 +83,8 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
         review = ReviewQueue(store, open_blobs(config, store, "review"), config.review,
                              on_not_kept=_count_not_kept(metrics))
         jobs.review = review
+        hits = Hits()
+        jobs.arrival = arrival = VerdictArrival(review, hits, config.policy.actions)
         pipeline = CheckPipeline(
             store=store, index=index, hasher=pool.hash, policy=config.policy, writes=writes,
             metrics=metrics, jobs=jobs,
@@ -87,7 +92,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             review=review, quorum=config.federation.bad_quorum,
             current=follower.ensure_current)
         stack.push_async_callback(pipeline.close)
-        hits, lemmy = Hits(), None
+        lemmy = None
         # Evidence first: the record exists before the Lemmy follow-up annotates it.
         evidence = open_evidence(config, store, store.get_hashes)
         if evidence is not None:
@@ -102,7 +107,7 @@ async def open_services(config: Config, *, metrics: Metrics | None = None,
             hits.subscribe("alerts", alerts.on_hit)
         yield NodeServices(store=store, index=index, follower=follower, pool=pool,
                            pipeline=pipeline, jobs=jobs, review=review, hits=hits,
-                           alerts=alerts, lemmy=lemmy, evidence=evidence)
+                           arrival=arrival, alerts=alerts, lemmy=lemmy, evidence=evidence)
 
 
 def _count_not_kept(metrics: Metrics | None) -> Callable[[str], None] | None:

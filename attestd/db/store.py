@@ -190,35 +190,45 @@ class Store:
                     _insert_ignore(conn)(t.received_activities).on_conflict_do_nothing(),
                     [_storable_received(r) for r in received])
             if images:
-                insert_ignore = _insert_ignore(conn)
-                await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
-                    {"sha256": h.sha256, "media_type": h.media_type, "width": h.width,
-                     "height": h.height, "frame_count": h.frame_count, "first_seen": utcnow()}
-                    for h in images])
-                await conn.execute(insert_ignore(t.image_frames).on_conflict_do_nothing(), [
-                    {"sha256": h.sha256, "frame_index": i, "pdq": f.pdq,
-                     "pdq_quality": f.pdq_quality, "phash": f.phash}
-                    for h in images for i, f in enumerate(h.frames)])
+                await self._insert_images(conn, images)
             if audit:
                 await conn.execute(insert(t.audit_log), [_audit_row(e) for e in audit])
         for h in images:
             self._remember(h)
+
+    async def _insert_images(self, conn: AsyncConnection, images: Sequence[ImageHashes]) -> None:
+        insert_ignore = _insert_ignore(conn)
+        await conn.execute(insert_ignore(t.images).on_conflict_do_nothing(), [
+            {"sha256": h.sha256, "media_type": h.media_type, "width": h.width,
+             "height": h.height, "frame_count": h.frame_count, "first_seen": utcnow()}
+            for h in images])
+        frames = [{"sha256": h.sha256, "frame_index": i, "pdq": f.pdq,
+                   "pdq_quality": f.pdq_quality, "phash": f.phash}
+                  for h in images for i, f in enumerate(h.frames)]
+        if frames:
+            await conn.execute(insert_ignore(t.image_frames).on_conflict_do_nothing(), frames)
 
     # -- verdicts -------------------------------------------------------------------------
 
     async def supersede_verdicts(self, sha256: str) -> int:
         """Retract every live own verdict of ``sha256`` and its hash entries (a human
         reviewed the image, or retracted our judgement); returns how many."""
-        v = t.verdicts
         async with self.writing() as conn:
-            ids = (await conn.execute(select(v.c.id).where(and_(
-                v.c.sha256 == sha256, v.c.retracted_at.is_(None))))).scalars().all()
-            if ids:
-                await conn.execute(update(v).where(v.c.id.in_(ids)).values(retracted_at=utcnow()))
-                for vid in ids:
-                    await self._deactivate(conn, f"verdict:{vid}")
-                await self._judgement_changed(conn, sha256)
+            n = await self.supersede_in(conn, sha256)
         self.forget(sha256)
+        return n
+
+    async def supersede_in(self, conn: AsyncConnection, sha256: str) -> int:
+        """``supersede_verdicts`` inside the caller's transaction (the caller forgets
+        ``sha256`` once it committed)."""
+        v = t.verdicts
+        ids = (await conn.execute(select(v.c.id).where(and_(
+            v.c.sha256 == sha256, v.c.retracted_at.is_(None))))).scalars().all()
+        if ids:
+            await conn.execute(update(v).where(v.c.id.in_(ids)).values(retracted_at=utcnow()))
+            for vid in ids:
+                await self._deactivate(conn, f"verdict:{vid}")
+            await self._judgement_changed(conn, sha256)
         return len(ids)
 
     async def add_verdict(self, sha256: str, label: str, method: str, source: str,
@@ -271,39 +281,54 @@ class Store:
 
         A block also indexes ``frames`` so perceptual near-copies are blocked too.
         """
-        now = utcnow()
         async with self.writing() as conn:
-            old = (await conn.execute(
-                select(t.overrides.c.id).where(t.overrides.c.sha256 == sha256))).scalar()
-            if old is not None:
-                await self._deactivate(conn, f"override:{old}")
-                await conn.execute(delete(t.overrides).where(t.overrides.c.id == old))
-            oid = (await conn.execute(insert(t.overrides).values(
-                sha256=sha256, action=action, note=note, created_by=created_by,
-                created_at=now).returning(t.overrides.c.id))).scalar_one()
-            if action == "block":
-                await self._add_entries(conn, [
-                    dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha256,
-                         label="blocked", source=f"override:{oid}") for f in frames
-                ])
-            await self._judgement_changed(conn, sha256)
+            ov = await self.set_override_in(conn, sha256, action, note, created_by, frames)
         self.forget(sha256)
+        return ov
+
+    async def set_override_in(self, conn: AsyncConnection, sha256: str, action: str, note: str,
+                              created_by: str, frames: Sequence[FrameHashes] = ()) -> Override:
+        """``set_override`` inside the caller's transaction (the caller forgets
+        ``sha256`` once it committed)."""
+        now = utcnow()
+        old = (await conn.execute(
+            select(t.overrides.c.id).where(t.overrides.c.sha256 == sha256))).scalar()
+        if old is not None:
+            await self._deactivate(conn, f"override:{old}")
+            await conn.execute(delete(t.overrides).where(t.overrides.c.id == old))
+        oid = (await conn.execute(insert(t.overrides).values(
+            sha256=sha256, action=action, note=note, created_by=created_by,
+            created_at=now).returning(t.overrides.c.id))).scalar_one()
+        if action == "block":
+            await self._add_entries(conn, [
+                dict(pdq=f.pdq, pdq_quality=f.pdq_quality, phash=f.phash, sha256=sha256,
+                     label="blocked", source=f"override:{oid}") for f in frames
+            ])
+        await self._judgement_changed(conn, sha256)
         return Override(id=oid, sha256=sha256, action=action,  # type: ignore[arg-type]
                         note=note, created_by=created_by, created_at=now)
 
     async def remove_override(self, *, override_id: int | None = None,
                               sha256: str | None = None) -> Override | None:
         """Remove an override by id or sha256; returns what was removed, or None."""
+        async with self.writing() as conn:
+            removed = await self.remove_override_in(conn, override_id=override_id, sha256=sha256)
+        if removed is not None:
+            self.forget(removed.sha256)
+        return removed
+
+    async def remove_override_in(self, conn: AsyncConnection, *, override_id: int | None = None,
+                                 sha256: str | None = None) -> Override | None:
+        """``remove_override`` inside the caller's transaction (the caller forgets the
+        image once it committed)."""
         cond = t.overrides.c.id == override_id if override_id is not None \
             else t.overrides.c.sha256 == sha256
-        async with self.writing() as conn:
-            row = (await conn.execute(select(t.overrides).where(cond))).first()
-            if row is None:
-                return None
-            await self._deactivate(conn, f"override:{row.id}")
-            await conn.execute(delete(t.overrides).where(t.overrides.c.id == row.id))
-            await self._judgement_changed(conn, row.sha256)
-        self.forget(row.sha256)
+        row = (await conn.execute(select(t.overrides).where(cond))).first()
+        if row is None:
+            return None
+        await self._deactivate(conn, f"override:{row.id}")
+        await conn.execute(delete(t.overrides).where(t.overrides.c.id == row.id))
+        await self._judgement_changed(conn, row.sha256)
         return _override(row)
 
     async def list_overrides(self) -> list[Override]:
@@ -538,9 +563,14 @@ class Store:
 
     # -- jobs and audit -------------------------------------------------------------------
 
-    async def enqueue_job(self, sha256: str, reason: str) -> None:
-        """Queue ``sha256`` for classification once."""
+    async def enqueue_job(self, sha256: str, reason: str,
+                          hashes: ImageHashes | None = None) -> None:
+        """Queue ``sha256`` for classification once. With ``hashes``, they are saved in
+        the same commit (unless saved already), so whichever process records the
+        result indexes them, even if this one's batched writes never land."""
         async with self.writing() as conn:
+            if hashes is not None:
+                await self._insert_images(conn, [hashes])
             await conn.execute(_insert_ignore(conn)(t.jobs).values(
                 sha256=sha256, state="queued", reason=reason, created_at=utcnow(),
                 attempts=0).on_conflict_do_nothing())
@@ -559,6 +589,11 @@ class Store:
 
     async def write_audit(self, entries: Sequence[AuditEntry]) -> None:
         await self.write_batch([], entries)
+
+    async def audit_in(self, conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
+        """Audit entries of a change, in the change's own transaction."""
+        if entries:
+            await conn.execute(insert(t.audit_log), [_audit_row(e) for e in entries])
 
     async def recent_audit(self, limit: int = 100, sha256: str | None = None) -> list[AuditEntry]:
         q = select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)

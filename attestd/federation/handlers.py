@@ -76,11 +76,13 @@ class ActivityHandler:
             if not isinstance(oid, str):
                 return Handled("refused", "the Delete names no object id")
             # Only the issuer may retract; a Delete carries no proof, so the signer decides.
-            sha = await self.peers.retract(oid, actor)
+            # Its audit entry commits with the retraction.
+            sha = await self.peers.retract(oid, actor, audit=(
+                (lambda s: _audit_entry(actor, "attestation_retracted", sha256=s))
+                if self.writes is not None else None))
             if sha is not None and self.on_attestation is not None:
                 await self.on_attestation(sha)
-            return self._done("accepted", f"retracted {oid}" if sha else f"no live {oid}",
-                              actor, "attestation_retracted", sha256=sha)
+            return Handled("accepted", f"retracted {oid}" if sha else f"no live {oid}")
         return Handled("ignored", f"{'/'.join(sorted(kinds))} activities are not used here")
 
     async def _follow(self, actor: str, act: dict[str, Any]) -> Handled:
@@ -158,15 +160,22 @@ class ActivityHandler:
         if replace and actor != att.issuer:
             return self._done("refused", "only the issuer may update its attestation", actor,
                               "attestation_refused", sha256=att.sha256)
-        result = await self.peers.store_attestation(att, obj, replace=replace, peer=peer)
-        if self.on_attestation is not None:
-            await self.on_attestation(att.sha256)
         note = "" if peer.trust != "none" else " (peer trusted none: it decides nothing)"
         if att.label == "ok" and peer.trust == "bad_only":
             note = " (peer trusted bad_only: its ok decides nothing)"
-        return self._done("accepted", f"attestation {result}{note}", actor,
-                          "attestation_" + result, sha256=att.sha256, label=att.label,
-                          source=att.id, reason=note.strip(" ()") or None)
+
+        def audit(result: str) -> AuditEntry:
+            return _audit_entry(actor, "attestation_" + result, sha256=att.sha256,
+                                label=att.label, source=att.id,
+                                reason=note.strip(" ()") or None)
+
+        # Its audit entry commits with the attestation and its index entries.
+        result = await self.peers.store_attestation(
+            att, obj, replace=replace, peer=peer,
+            audit=audit if self.writes is not None else None)
+        if self.on_attestation is not None:
+            await self.on_attestation(att.sha256)
+        return Handled("accepted", f"attestation {result}{note}")
 
     async def verify(self, obj: dict[str, Any]) -> Attestation:
         """Parse an attestation and check its proof with its issuer's own key."""
@@ -185,7 +194,14 @@ class ActivityHandler:
               sha256: str | None = None, label: str | None = None, source: str | None = None,
               reason: str | None = None) -> Handled:
         if self.writes is not None:
-            self.writes.audit(AuditEntry(
-                actor=actor, action=action[:32], sha256=sha256, label=label,
-                source=source[:500] if source else None, reason=reason[:500] if reason else None))
+            self.writes.audit(_audit_entry(actor, action, sha256=sha256, label=label,
+                                           source=source, reason=reason))
         return Handled(status, detail)
+
+
+def _audit_entry(actor: str, action: str, *, sha256: str | None = None,
+                 label: str | None = None, source: str | None = None,
+                 reason: str | None = None) -> AuditEntry:
+    return AuditEntry(actor=actor, action=action[:32], sha256=sha256, label=label,
+                      source=source[:500] if source else None,
+                      reason=reason[:500] if reason else None)

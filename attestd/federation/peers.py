@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from attestd.db import schema as t
 from attestd.db.store import Store
 from attestd.decisions import ATTESTATION_SOURCE
 from attestd.federation.attestations import Attestation, AttestationError, parse_attestation
-from attestd.model import INDEXED_LABELS, as_utc, utcnow
+from attestd.model import INDEXED_LABELS, AuditEntry, as_utc, utcnow
 from attestd.trust import Trust
 
 Stored = Literal["stored", "updated", "unchanged", "retracted_earlier"]
@@ -130,79 +131,98 @@ class PeerStore:
     # -- attestations -------------------------------------------------------------------
 
     async def store_attestation(self, att: Attestation, body: dict[str, Any], *,
-                                replace: bool = False, peer: Peer | None = None) -> Stored:
+                                replace: bool = False, peer: Peer | None = None,
+                                audit: Callable[[Stored], AuditEntry] | None = None) -> Stored:
         """Keep a verified attestation from a peer and index its hashes as its trust allows.
 
         A Create of an id already kept changes nothing; ``replace`` (an Update) rewrites it.
         An id retracted earlier stays retracted. ``peer`` is the issuer's row, if the
-        caller already read it.
+        caller already read it. ``audit`` makes the audit entry of the outcome, written
+        in the same commit as the attestation and its index entries.
         """
         if peer is None or peer.actor != att.issuer:
             peer = await self.get(att.issuer)
+        async with self.store.writing() as conn:
+            result = await self._store_in(conn, att, body, replace, peer)
+            if audit is not None:
+                await self.store.audit_in(conn, [audit(result)])
+        return result
+
+    async def _store_in(self, conn: AsyncConnection, att: Attestation, body: dict[str, Any],
+                        replace: bool, peer: Peer | None) -> Stored:
         trust: Trust = peer.trust if peer is not None else "none"
         perceptual_ok = peer.perceptual_ok if peer is not None else False
         a = t.attestations
         values = dict(issuer=att.issuer, sha256=att.sha256, label=att.label, method=att.method,
                       model=att.model, published=att.published, expires=att.expires, body=body)
-        async with self.store.writing() as conn:
-            old = (await conn.execute(select(a.c.id, a.c.retracted_at, a.c.sha256, a.c.issuer,
-                                             a.c.published)
-                                      .where(a.c.object_id == att.id))).first()
-            if old is not None and old.issuer != att.issuer:
-                # Kept before tombstones and ids were bound to their issuer: someone else's
-                # claim on this id; the issuer's own object takes its place.
-                await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{old.id}")
-                if old.sha256:
-                    await self.store.judgement_changed(conn, old.sha256)
-                await conn.execute(delete(a).where(a.c.id == old.id))
-                old = None
-            if old is not None and old.retracted_at is not None:
-                return "retracted_earlier"
-            if old is not None and not replace:
-                return "unchanged"
-            old_published = as_utc(old.published) if old is not None else None
-            if (old_published is not None and att.published is not None
-                    and att.published <= old_published):
-                # A replayed older version must not undo a newer relabel.
-                return "unchanged"
-            if old is None:
-                row_id = (await conn.execute(a.insert().values(
-                    object_id=att.id, received_at=utcnow(), **values).returning(a.c.id))).scalar_one()
-            else:
-                row_id = int(old.id)
-                await conn.execute(update(a).where(a.c.id == row_id).values(**values))
-                await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{row_id}")
-                if old.sha256 != att.sha256:
-                    await self.store.judgement_changed(conn, old.sha256)
-            await self.store.add_entries(conn, _entries(row_id, att, trust, perceptual_ok))
-            await self.store.judgement_changed(conn, att.sha256)
+        old = (await conn.execute(select(a.c.id, a.c.retracted_at, a.c.sha256, a.c.issuer,
+                                         a.c.published)
+                                  .where(a.c.object_id == att.id))).first()
+        if old is not None and old.issuer != att.issuer:
+            # Kept before tombstones and ids were bound to their issuer: someone else's
+            # claim on this id; the issuer's own object takes its place.
+            await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{old.id}")
+            if old.sha256:
+                await self.store.judgement_changed(conn, old.sha256)
+            await conn.execute(delete(a).where(a.c.id == old.id))
+            old = None
+        if old is not None and old.retracted_at is not None:
+            return "retracted_earlier"
+        if old is not None and not replace:
+            return "unchanged"
+        old_published = as_utc(old.published) if old is not None else None
+        if (old_published is not None and att.published is not None
+                and att.published <= old_published):
+            # A replayed older version must not undo a newer relabel.
+            return "unchanged"
+        if old is None:
+            row_id = (await conn.execute(a.insert().values(
+                object_id=att.id, received_at=utcnow(), **values).returning(a.c.id))).scalar_one()
+        else:
+            row_id = int(old.id)
+            await conn.execute(update(a).where(a.c.id == row_id).values(**values))
+            await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{row_id}")
+            if old.sha256 != att.sha256:
+                await self.store.judgement_changed(conn, old.sha256)
+        await self.store.add_entries(conn, _entries(row_id, att, trust, perceptual_ok))
+        await self.store.judgement_changed(conn, att.sha256)
         return "stored" if old is None else "updated"
 
-    async def retract(self, object_id: str, issuer: str) -> str | None:
+    async def retract(self, object_id: str, issuer: str,
+                      audit: Callable[[str | None], AuditEntry] | None = None) -> str | None:
         """Retract an attestation its issuer deleted; returns its sha256 if it was live.
 
         A Delete that arrives before its Create leaves a tombstone, so the late Create
         is not applied; but only a peer's Delete of an id on its own host does: a tombstone
-        binds to its issuer, and nobody else may pre-empt the issuer's object.
+        binds to its issuer, and nobody else may pre-empt the issuer's object. ``audit``
+        makes the audit entry of the outcome (the sha256 retracted, or None), written in
+        the same commit.
         """
-        a = t.attestations
         async with self.store.writing() as conn:
-            row = (await conn.execute(select(a.c.id, a.c.issuer, a.c.sha256, a.c.retracted_at)
-                                      .where(a.c.object_id == object_id))).first()
-            if row is None:
-                if not same_origin(object_id, issuer) or (await conn.execute(
-                        select(t.peers.c.id).where(t.peers.c.actor == issuer))).first() is None:
-                    return None
-                await conn.execute(a.insert().values(
-                    object_id=object_id, issuer=issuer, sha256="", label="", method="",
-                    retracted_at=utcnow(), received_at=utcnow()))
+            sha = await self._retract_in(conn, object_id, issuer)
+            if audit is not None:
+                await self.store.audit_in(conn, [audit(sha)])
+        return sha
+
+    async def _retract_in(self, conn: AsyncConnection, object_id: str, issuer: str
+                          ) -> str | None:
+        a = t.attestations
+        row = (await conn.execute(select(a.c.id, a.c.issuer, a.c.sha256, a.c.retracted_at)
+                                  .where(a.c.object_id == object_id))).first()
+        if row is None:
+            if not same_origin(object_id, issuer) or (await conn.execute(
+                    select(t.peers.c.id).where(t.peers.c.actor == issuer))).first() is None:
                 return None
-            if row.issuer != issuer or row.retracted_at is not None:
-                return None
-            await conn.execute(update(a).where(a.c.id == row.id).values(retracted_at=utcnow()))
-            await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{row.id}")
-            await self.store.judgement_changed(conn, row.sha256)
-            return str(row.sha256)
+            await conn.execute(a.insert().values(
+                object_id=object_id, issuer=issuer, sha256="", label="", method="",
+                retracted_at=utcnow(), received_at=utcnow()))
+            return None
+        if row.issuer != issuer or row.retracted_at is not None:
+            return None
+        await conn.execute(update(a).where(a.c.id == row.id).values(retracted_at=utcnow()))
+        await self.store.deactivate(conn, f"{ATTESTATION_SOURCE}{row.id}")
+        await self.store.judgement_changed(conn, row.sha256)
+        return str(row.sha256)
 
     async def expire(self) -> int:
         """Drop expired attestations from the index; returns how many expired."""

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from uuid6 import uuid7
 
 from activitypub import PageItems, PageRequest
@@ -43,6 +44,15 @@ class FederationStore:
 
     async def enqueue(self, inboxes: Sequence[str], activity: dict[str, Any]) -> int:
         """Queue ``activity`` for each inbox (de-duplicated); returns how many were queued."""
+        if not inboxes:
+            return 0
+        async with self.store.writing() as conn:
+            return await self.enqueue_in(conn, inboxes, activity)
+
+    async def enqueue_in(self, conn: AsyncConnection, inboxes: Sequence[str],
+                         activity: dict[str, Any]) -> int:
+        """``enqueue`` inside the caller's transaction (a transactional outbox: the
+        delivery loop sends it once the change that queued it committed)."""
         body = json.dumps(activity, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         now = utcnow()
         rows = [{"inbox": inbox, "host": (urlsplit(inbox).hostname or "").lower(),
@@ -50,17 +60,16 @@ class FederationStore:
                  "attempts": 0, "next_attempt_at": now, "created_at": now}
                 for inbox in dict.fromkeys(inboxes)]
         if rows:
-            async with self.store.writing() as conn:
-                # A parked destination stays parked: its new activities wait with the rest
-                # until it shows signs of life, instead of starting a new backoff.
-                parked = {r[0] for r in (await conn.execute(
-                    select(t.deliveries.c.inbox).where(and_(
-                        t.deliveries.c.state == "parked",
-                        t.deliveries.c.inbox.in_([r["inbox"] for r in rows]))).distinct())).all()}
-                for r in rows:
-                    if r["inbox"] in parked:
-                        r["state"] = "parked"
-                await conn.execute(t.deliveries.insert(), rows)
+            # A parked destination stays parked: its new activities wait with the rest
+            # until it shows signs of life, instead of starting a new backoff.
+            parked = {r[0] for r in (await conn.execute(
+                select(t.deliveries.c.inbox).where(and_(
+                    t.deliveries.c.state == "parked",
+                    t.deliveries.c.inbox.in_([r["inbox"] for r in rows]))).distinct())).all()}
+            for r in rows:
+                if r["inbox"] in parked:
+                    r["state"] = "parked"
+            await conn.execute(t.deliveries.insert(), rows)
         return len(rows)
 
     async def cancel_deliveries_to(self, inbox: str) -> int:
@@ -219,10 +228,14 @@ class FederationStore:
 
     async def publish(self, activity: dict[str, Any]) -> str:
         """Append to the outbox; returns its cursor id (UUIDv7)."""
-        oid = str(uuid7())
         async with self.store.writing() as conn:
-            await conn.execute(t.outbox.insert().values(id=oid, activity=activity,
-                                                        published_at=utcnow()))
+            return await self.publish_in(conn, activity)
+
+    async def publish_in(self, conn: AsyncConnection, activity: dict[str, Any]) -> str:
+        """``publish`` inside the caller's transaction."""
+        oid = str(uuid7())
+        await conn.execute(t.outbox.insert().values(id=oid, activity=activity,
+                                                    published_at=utcnow()))
         return oid
 
     async def outbox_page(self, req: PageRequest) -> PageItems:
@@ -258,9 +271,13 @@ class FederationStore:
     async def accepted_inboxes(self) -> list[str]:
         """Where to deliver to every accepted follower (shared inboxes once each)."""
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(t.followers.c.inbox, t.followers.c.shared_inbox)
-                .where(t.followers.c.state == "accepted"))).all()
+            return await self.accepted_inboxes_in(conn)
+
+    async def accepted_inboxes_in(self, conn: AsyncConnection) -> list[str]:
+        """``accepted_inboxes`` as the caller's transaction sees them."""
+        rows = (await conn.execute(
+            select(t.followers.c.inbox, t.followers.c.shared_inbox)
+            .where(t.followers.c.state == "accepted"))).all()
         return list(dict.fromkeys(r.shared_inbox or r.inbox for r in rows))
 
     async def get_follower(self, actor: str) -> dict[str, Any] | None:

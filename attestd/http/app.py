@@ -14,18 +14,15 @@ from attestd.alerts.channels import DirectMessageChannel
 from attestd.alerts.notifier import Notifier
 from attestd.config import Config
 from attestd.federation.runtime import Federation, open_federation
-from attestd.hits import Hit
 from attestd.http import activitypub_routes, admin_api, admin_pages, hma_api, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
 from attestd.http.jobs import JOBS
 from attestd.http.proxies import LISTENERS, Listeners, surface_middleware
 from attestd.metrics import Metrics
-from attestd.model import Verdict
-from attestd.review import expire_loop, kind_for_verdict
+from attestd.review import expire_loop
 from attestd.services import open_services
 from attestd.sweep.runtime import open_pictrs_aliases
-from scanner import ImageHashes
 
 
 def create_app(config: Config) -> web.Application:
@@ -109,35 +106,14 @@ async def _evidence_purge(app: web.Application) -> AsyncIterator[None]:
 async def _federation(app: web.Application) -> AsyncIterator[None]:
     async with open_federation(app[CONFIG], app[STORE], app[PIPELINE].writes) as fed:
         app[FEDERATION] = fed
-        review = app[SERVICES].review
-        jobs = app[JOBS]
-        hits = app[SERVICES].hits
-        actions = app[CONFIG].policy.actions
-
-        async def on_verdict(verdict: Verdict, hashes: ImageHashes | None,
-                             detail: dict[str, Any]) -> None:
-            kind = kind_for_verdict(verdict.label, actions.for_label(verdict.label),
-                                    detail.get("job_reason"))
-            if kind is not None:
-                accepted = " after it was accepted (accept_and_rescan)" if kind == "rescan" else ""
-                data = await jobs.blobs.get(verdict.sha256)
-                await review.add(verdict.sha256, kind,
-                                 f"classified {verdict.label} by {verdict.source}{accepted}",
-                                 label=verdict.label, data=data)
-                if kind == "rescan":
-                    await hits.publish(Hit(
-                        sha256=verdict.sha256, origin="rescan", label=verdict.label,
-                        source=f"verdict:{verdict.id}", action="review", method=verdict.method,
-                        actor=verdict.source, detail="queued for review", data=data))
-            await fed.publisher.publish_verdict(verdict, hashes, detail)
-
-        app[JOBS].on_verdict = on_verdict
+        # Own verdicts recorded from now on are attested too.
+        app[SERVICES].arrival.publisher = fed.publisher
         alerts = app[SERVICES].alerts
         dm = _admin_messages(app[CONFIG], fed, alerts)
         yield
         if alerts is not None and dm is not None:
             alerts.remove_channel(dm)  # the deliverer stops with the federation
-        app[JOBS].on_verdict = None
+        app[SERVICES].arrival.publisher = None
 
 
 def _admin_messages(config: Config, fed: Federation, alerts: Notifier | None

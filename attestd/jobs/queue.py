@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,7 +23,23 @@ from scanner.classifier import Classification
 log = logging.getLogger(__name__)
 
 
-VerdictHook = Callable[[Verdict, ImageHashes | None, dict[str, Any]], Awaitable[None]]
+class Arrival(Protocol):
+    """What a classifier result brings about besides the verdict (review routing,
+    publishing): attestd.verdicts.VerdictArrival, given to the queue by the wiring. Its
+    ``prepare`` result is handed back to the other steps as it is."""
+
+    async def prepare(self, sha256: str, label: str, model: str | None,
+                      hashes: ImageHashes | None, detail: dict[str, Any], blobs: Blobs
+                      ) -> Any: ...
+
+    async def record_in(self, conn: AsyncConnection, verdict: Verdict,
+                        hashes: ImageHashes | None, detail: dict[str, Any],
+                        arriving: Any) -> str | None: ...
+
+    async def arrived(self, verdict: Verdict, kind: str | None, arriving: Any,
+                      blobs: Blobs) -> None: ...
+
+    async def abandoned(self, arriving: Any) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +59,9 @@ class JobQueue:
         self.settings = settings
         self._queued = asyncio.Condition()
         self._waiters: dict[str, list[asyncio.Future[Verdict]]] = {}
-        # Set by the federation side: attest the verdict to followers, flag it for review.
-        self.on_verdict: VerdictHook | None = None
+        # What a recorded verdict brings about (review item, attestation), in its
+        # transaction; set by open_services.
+        self.arrival: Arrival | None = None
         # Other processes' verdicts and jobs (PostgreSQL); without, waiters poll briefly.
         self.wakeups = wakeups
         if wakeups is not None:
@@ -64,10 +80,12 @@ class JobQueue:
         async with self._queued:
             self._queued.notify_all()
 
-    async def submit(self, sha256: str, data: bytes, reason: str) -> None:
-        """Keep the bytes and queue the image; wakes claimers waiting in this process."""
+    async def submit(self, sha256: str, data: bytes, reason: str,
+                     hashes: ImageHashes | None = None) -> None:
+        """Keep the bytes and queue the image (with its ``hashes``, saved in the job's
+        commit); wakes claimers waiting in this process."""
         await self.blobs.put(sha256, data)
-        await self.jobs.enqueue(sha256, reason)
+        await self.jobs.enqueue(sha256, reason, hashes)
         async with self._queued:
             self._queued.notify_all()
         if self.wakeups is not None:
@@ -141,48 +159,90 @@ class JobQueue:
 
     async def complete(self, worker: str, job_id: int,
                        result: Classification) -> tuple[CompleteOutcome, Verdict | None]:
-        """Record a worker's result as this node's verdict and wake whoever waits for it."""
+        """Record a worker's result as this node's verdict and wake whoever waits for it.
+
+        One transaction: the job done, the verdict and its index entries, and what
+        ``arrival`` adds (review item, attestation, deliveries). If it fails the job stays
+        leased and the worker's retry records it."""
+        arrival = self.arrival
+        job = await self.jobs.get(job_id)
         hashes: ImageHashes | None = None
-        detail: dict[str, Any] = {}
+        arriving: Any = None
+        if job is not None and job.state == "leased" and job.lease_owner == worker:
+            hashes = await self.store.get_hashes(job.sha256)
+            if arrival is not None:
+                arriving = await arrival.prepare(
+                    job.sha256, result.label, result.model_id, hashes,
+                    self._detail(worker, result, job.reason), self.blobs)
+        kind: str | None = None
 
         async def record(conn: AsyncConnection, sha: str, reason: str | None) -> Verdict:
-            nonlocal hashes, detail
-            hashes = await self.store.hashes_in(conn, sha)
-            detail = {"scores": result.scores, "publishable": result.publishable,
-                      "worker": worker, "job_reason": reason}
-            return await self.store.insert_verdict(
+            nonlocal hashes, kind
+            if hashes is None:
+                hashes = await self.store.hashes_in(conn, sha)
+            detail = self._detail(worker, result, reason)
+            verdict = await self.store.insert_verdict(
                 conn, sha, result.label, "classifier", f"classifier:{result.model_id}",
                 model=result.model_id, detail=detail, hashes=hashes)
+            if arrival is not None:
+                kind = await arrival.record_in(conn, verdict, hashes, detail, arriving)
+            return verdict
 
         outcome, sha, _, verdict = await self.jobs.complete(worker, job_id, result.label, record)
         if outcome != "done" or verdict is None:
+            if arrival is not None and arriving is not None:
+                await arrival.abandoned(arriving)
+            if outcome == "repeat":  # the first answer may have died before the bytes went
+                await self.blobs.delete(sha)
             return outcome, None
-        if self.on_verdict is not None:
-            try:
-                # Before the bytes go: the hook keeps a copy of what a human must review.
-                await self.on_verdict(verdict, hashes, detail)
-            except Exception:  # the verdict stands; publishing is retried by nobody, so say so
-                log.exception("could not publish verdict %s", verdict.id)
+        if arrival is not None:
+            # Before the bytes go: a review item's copy comes from them.
+            await arrival.arrived(verdict, kind, arriving, self.blobs)
         await self.blobs.delete(sha)
+        await self._wake_waiters(sha, verdict)
+        return "done", verdict
+
+    async def _wake_waiters(self, sha: str, verdict: Verdict) -> None:
+        """Checks waiting for ``sha`` here, and in other processes through the database."""
         for fut in self._waiters.pop(sha, []):
             if not fut.done():
                 fut.set_result(verdict)
         if self.wakeups is not None:
             await self.wakeups.verdict_stored(sha)
-        return "done", verdict
+
+    @staticmethod
+    def _detail(worker: str, result: Classification, reason: str | None) -> dict[str, Any]:
+        return {"scores": result.scores, "publishable": result.publishable, "worker": worker,
+                "job_reason": reason}
 
     async def fail(self, worker: str, job_id: int, error: str) -> bool:
         """A worker could not classify the image: the job is marked failed and the image
         goes to the review queue with its bytes, so a human decides what no model did.
         False if the job is not leased to ``worker``."""
         sha = await self.jobs.sha256_of(job_id)
-        if sha is None or not await self.jobs.fail(worker, job_id, error):
+        if sha is None:
             return False
-        if self.review is not None:  # without one (tools, tests) the bytes stay where they are
-            await self.review.add(sha, "failed", f"worker {worker} could not classify it: "
-                                  f"{error}", data=await self.blobs.get(sha))
+        if self.review is None:  # tools, tests: the bytes stay where they are
+            return await self.jobs.fail(worker, job_id, error)
+        data = await self.blobs.get(sha)
+        if data is not None:
+            await self.review.keep_copy(sha, data)
+        # The job failed and its review item are one commit: a failure never leaves an
+        # image that nobody classified and nobody will review.
+        async with self.store.writing() as conn:
+            failed = await self.jobs.fail_in(conn, worker, job_id, error)
+            if failed:
+                kept = await self.review.add_in(
+                    conn, sha, "failed", f"worker {worker} could not classify it: {error}",
+                    size=None if data is None else len(data))
+        if failed:
             await self.blobs.delete(sha)
-        return True
+            if data is not None and not kept:
+                await self.review.drop_copy(sha)  # no room for it (the item says so)
+        elif data is not None and ((item := await self.review.get(sha)) is None
+                                   or item.resolved_at is not None):
+            await self.review.drop_copy(sha)  # kept for an item that was not queued
+        return failed
 
     async def stored_verdict(self, sha256: str) -> Verdict | None:
         """The newest live verdict for ``sha256`` as the database has it now (not cached)."""

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from attestd.db import schema as t
 from attestd.db.store import Store
 from attestd.model import Verdict, as_utc, utcnow
+from scanner import ImageHashes
 
 CompleteOutcome = Literal["done", "repeat", "expired", "not_yours", "unknown", "conflict"]
 
@@ -46,6 +47,13 @@ class CompletedJob(NamedTuple):
     sha256: str
     reason: str | None  # unknown | accept_and_rescan | …
     verdict: Verdict | None = None  # what ``record`` wrote, when the job was done now
+
+
+class JobRow(NamedTuple):
+    sha256: str
+    reason: str | None
+    state: str
+    lease_owner: str | None
 
 
 # Records a finished job's verdict inside the transaction that marks it done:
@@ -108,9 +116,10 @@ class JobStore:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def enqueue(self, sha256: str, reason: str) -> None:
-        """Queue ``sha256`` once (a job that exists already is left as it is)."""
-        await self.store.enqueue_job(sha256, reason)
+    async def enqueue(self, sha256: str, reason: str, hashes: ImageHashes | None = None) -> None:
+        """Queue ``sha256`` once (a job that exists already is left as it is), with its
+        hashes saved in the same commit."""
+        await self.store.enqueue_job(sha256, reason, hashes)
 
     async def claim(self, worker: str, max_jobs: int, lease_s: float) -> list[ClaimedJob]:
         """Lease up to ``max_jobs`` queued jobs (or ones whose lease expired), oldest first."""
@@ -143,6 +152,15 @@ class JobStore:
         if row is None:
             return None
         return row.state, row.lease_owner, as_utc(row.lease_expires_at)
+
+    async def get(self, job_id: int) -> JobRow | None:
+        """A job's image, why it was queued, its state and who holds its lease."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.jobs.c.sha256, t.jobs.c.reason, t.jobs.c.state,
+                                             t.jobs.c.lease_owner)
+                                      .where(t.jobs.c.id == job_id))).first()
+        return None if row is None else JobRow(row.sha256, row.reason, row.state,
+                                               row.lease_owner)
 
     async def sha256_of(self, job_id: int) -> str | None:
         async with self.engine.connect() as conn:
@@ -189,10 +207,14 @@ class JobStore:
     async def fail(self, worker: str, job_id: int, error: str) -> bool:
         """The worker could not classify the image: keep it for review, never retry forever."""
         async with self.store.writing() as conn:
-            res = await conn.execute(update(t.jobs).where(and_(
-                t.jobs.c.id == job_id, t.jobs.c.lease_owner == worker,
-                t.jobs.c.state == "leased")).values(state="failed", error=error[:1000],
-                                                    finished_at=utcnow()))
+            return await self.fail_in(conn, worker, job_id, error)
+
+    async def fail_in(self, conn: AsyncConnection, worker: str, job_id: int, error: str) -> bool:
+        """``fail`` inside the caller's transaction (with the image's review item)."""
+        res = await conn.execute(update(t.jobs).where(and_(
+            t.jobs.c.id == job_id, t.jobs.c.lease_owner == worker,
+            t.jobs.c.state == "leased")).values(state="failed", error=error[:1000],
+                                                finished_at=utcnow()))
         return bool(res.rowcount)
 
     async def release(self, worker: str, job_ids: list[int]) -> int:

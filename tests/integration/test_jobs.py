@@ -273,6 +273,12 @@ async def test_an_image_let_in_then_judged_bad_waits_for_review_with_its_copy(
                             policy={"on_unknown": "accept_and_rescan", "deadline_s": 0.3})
     try:
         queue, review = node.app[JOBS], node.app[SERVICES].review
+        hits: list[Any] = []
+
+        async def on_hit(hit: Any) -> None:
+            hits.append(hit)
+
+        node.app[SERVICES].hits.subscribe("test", on_hit)
         # Decoders started, so the 0.3 s deadline cuts short the wait for a classifier,
         # not the first hashing (that would be on_unhashable, rejected).
         await node.app[SERVICES].pool.hash(jpeg(5150, (200, 150)))
@@ -297,5 +303,8 @@ async def test_an_image_let_in_then_judged_bad_waits_for_review_with_its_copy(
         assert await queue.blobs.get(sha_bad) is None and await queue.blobs.get(sha_fine) is None
         # nsfw is accepted by this policy: nothing for a human to do.
         assert await review.get(sha_fine) is None
+        # What acts on stored media judged bad hears of the bad one, with its bytes.
+        assert [(h.sha256, h.origin, h.label, h.data) for h in hits] == [
+            (sha_bad, "rescan", "csam_suspect", bad)]
     finally:
         await node.runner.cleanup()
