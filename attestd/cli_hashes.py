@@ -36,8 +36,9 @@ def _source(name: str) -> str:
                    "every row needs its own label.")
 @click.option("--source", "name", required=True, help="A name for the list, e.g. ncmec.")
 def hashes_import(file: Path, label: str | None, name: str) -> None:
-    """Import FILE: a CSV whose header names any of pdq, sha256, phash, or a
-    ThreatExchange/HMA signal file ("pdq HEX" per line). Nothing is imported if any line
+    """Import FILE: a CSV whose header names any of pdq, sha256, phash, md5 (or
+    signal_type and signal), or a ThreatExchange/HMA signal file ("pdq HEX" or
+    "video_md5 HEX" per line; md5 and video_md5 match the exact file bytes). Nothing is imported if any line
     is malformed. Importing a list again replaces it, in one transaction: hashes gone
     from the file stop matching, and none is stored twice."""
     source = _source(name)
@@ -51,12 +52,12 @@ def hashes_import(file: Path, label: str | None, name: str) -> None:
     try:
         # Parsed whole before any write: a bad line leaves the database unchanged.
         rows = [dict(pdq=h.pdq, pdq_quality=h.pdq_quality, phash=h.phash, sha256=h.sha256,
-                     label=h.label if h.label in LABELS and h.label != "ok" else None)
+                     md5=h.md5, label=h.label if h.label in LABELS and h.label != "ok" else None)
                 for h in parse(text, report)]
     except HashListError as exc:
         raise click.ClickException(f"{file}: {exc}; nothing was imported") from None
     if not rows:
-        raise click.ClickException(f"{file} holds no image hashes; nothing was imported")
+        raise click.ClickException(f"{file} holds no image or file hashes; nothing was imported")
     unlabelled = sum(1 for r in rows if not r["label"])
     if label is None and unlabelled:
         raise click.ClickException(
@@ -78,7 +79,7 @@ def hashes_import(file: Path, label: str | None, name: str) -> None:
     click.echo(f"imported {added + kept} hashes into {source} as "
                f"{label or 'labelled in the file'}: {added} added, {kept} kept, "
                f"{dropped} dropped"
-               + (f" (skipped non-image signals: {skipped})" if skipped else ""))
+               + (f" (skipped signals of other kinds: {skipped})" if skipped else ""))
 
 
 @hashes.command("list-sources")
@@ -126,7 +127,7 @@ def hashes_remove(name: str) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here instead of standard output.")
 def hashes_export(name: str | None, output: Path | None) -> None:
-    """Export active hashes as CSV (pdq, pdq_quality, phash, sha256, label, source)."""
+    """Export active hashes as CSV (pdq, pdq_quality, phash, sha256, label, source, md5)."""
     source = _source(name) if name else None
     cfg = command_config()
 
