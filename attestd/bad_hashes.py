@@ -14,7 +14,7 @@ from scanner.pdq import DIHEDRAL
 @dataclass(frozen=True, slots=True)
 class IndexMatch:
     entry: HashEntry
-    kind: str  # pdq | phash | pdq+phash (both, for pictures under the quality floor)
+    kind: str  # pdq | phash | pdq+phash (both, under the quality floor) | sha256 | md5
     distance: int  # for pdq+phash, the PDQ distance
     frame: int
     # How the upload was turned to match (scanner.pdq.DIHEDRAL), or "uncropped".
@@ -38,12 +38,15 @@ class BadHashIndex:
         # anything bad, and count only when both hashes are tightly within reach.
         self._ok_pdq = HammingIndex(256, matching.ok_pdq_threshold)
         self._ok_phash = HammingIndex(64, matching.ok_phash_threshold)
+        # Exact md5 of the whole file (HMA md5 / video_md5), looked up before decoding.
+        self._md5: dict[str, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def add(self, entry: HashEntry) -> None:
         self._entries[entry.id] = entry
+        self._add_md5(entry)
         if entry.label == "ok":
             if entry.pdq and entry.phash:
                 self._ok_pdq.add(entry.id, entry.pdq)
@@ -69,6 +72,7 @@ class BadHashIndex:
         phashes: list[str] = []
         for entry in entries:
             self._entries[entry.id] = entry
+            self._add_md5(entry)
             if entry.label == "ok":
                 if entry.pdq and entry.phash:
                     ok_ids.append(entry.id)
@@ -91,7 +95,12 @@ class BadHashIndex:
         self._ok_phash.add_many(ok_ids, ok_phash)
 
     def remove(self, entry_id: int) -> None:
-        self._entries.pop(entry_id, None)
+        entry = self._entries.pop(entry_id, None)
+        if entry is not None and entry.md5 in self._md5:
+            ids = self._md5[entry.md5]
+            ids.discard(entry_id)
+            if not ids:
+                del self._md5[entry.md5]
         self._pdq.remove(entry_id)
         self._low_pdq.remove(entry_id)
         self._phash.remove(entry_id)
@@ -158,6 +167,15 @@ class BadHashIndex:
         for key, d in near_phash.items():
             if not self._is_low(self._entries[key]):
                 self._keep(found, IndexMatch(self._entries[key], "phash", d, frame, variant))
+
+    def match_md5(self, md5: str) -> HashEntry | None:
+        """The entry (lowest id) whose md5 is exactly ``md5``: a listed file's bytes."""
+        ids = self._md5.get(md5)
+        return self._entries[min(ids)] if ids else None
+
+    def _add_md5(self, entry: HashEntry) -> None:
+        if entry.md5 and entry.label != "ok":
+            self._md5.setdefault(entry.md5, set()).add(entry.id)
 
     def lookup_pdq(self, pdq: str, radius: int) -> list[tuple[HashEntry, int]]:
         """(entry, distance) for every entry whose PDQ is within ``radius`` of ``pdq``,

@@ -258,6 +258,25 @@ class FederationConfig(_Section):
     pending_follow_expire_days: float = Field(30.0, gt=0)
 
 
+class HashListSourceConfig(_Section):
+    """One hash list fetched from a URL and imported as ``list:NAME``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # HTTPS only (plain http only with federation.allow_private_addresses, for tests).
+    url: str
+    # What a match means when the file's own label column does not say.
+    label: Literal["nsfw", "csam_suspect", "blocked"] | None = None
+    refresh_hours: float = Field(24.0, gt=0, le=24 * 365)
+
+
+class HashListsConfig(_Section):
+    # [[hash_lists.sources]] tables: name, url, label, refresh_hours.
+    sources: tuple[HashListSourceConfig, ...] = ()
+    # A fetched list is refused past this size (the previous copy stays in use).
+    max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    timeout_s: float = Field(600.0, gt=0)
+
+
 class SweepPictrsConfig(_Section):
     # No default: a guess would send the API token to whatever listens there.
     url: str = ""
@@ -476,6 +495,7 @@ class Config(_Section):
     alerts: AlertsConfig = AlertsConfig()
     lemmy: LemmyConfig = LemmyConfig()
     evidence: EvidenceConfig = EvidenceConfig()
+    hash_lists: HashListsConfig = HashListsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     # The file the configuration was looked for at (read if it exists); relative paths

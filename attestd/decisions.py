@@ -36,6 +36,8 @@ def decide_known(sha256: str, lookup: Lookup, matches: Sequence[IndexMatch],
             f"perceptually matches an image an admin blocked ({_how(m)})",
             hashes=lookup.hashes, detail=_match_detail(m))
     own_matches = [m for m in matches if not m.entry.source.startswith(ATTESTATION_SOURCE)]
+    if lookup.md5_hit is not None:
+        own_matches.insert(0, IndexMatch(lookup.md5_hit, "md5", 0, 0))
     if lookup.list_hit is not None:
         own_matches.insert(0, IndexMatch(lookup.list_hit, "sha256", 0, 0))
     v = lookup.verdict
@@ -68,7 +70,8 @@ def _own_match_outcome(sha256: str, m: IndexMatch, lookup: Lookup,
                        actions: ActionsConfig) -> CheckOutcome:
     return CheckOutcome(
         sha256, actions.for_label(m.entry.label), m.entry.label, m.entry.source,
-        (f"its exact sha256 is on {m.entry.source} as {m.entry.label}" if m.kind == "sha256"
+        (f"its exact {m.kind} is on {m.entry.source} as {m.entry.label}"
+         if m.kind in ("sha256", "md5")
          else f"perceptually matches a known {m.entry.label} image from {m.entry.source} "
               f"({_how(m)})"),
         hashes=lookup.hashes, detail=_match_detail(m))

@@ -59,6 +59,7 @@ class HashEntry:
     pdq_quality: int | None = None
     phash: str | None = None
     sha256: str | None = None
+    md5: str | None = None  # of the whole file's bytes, matched exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,8 @@ class Lookup:
     claims: tuple[PeerClaim, ...] = ()
     # An imported hash list names this exact sha256.
     list_hit: HashEntry | None = None
+    # An imported hash list names this exact file's md5 (set by the check, from the index).
+    md5_hit: HashEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -42,6 +43,8 @@ class _Progress:
     """How far one check got, for the deadline to say what it cut short."""
 
     hashed: bool = False
+    # What was known before decoding (exact sha256 / md5 list hits among it).
+    lookup: Lookup | None = None
 
 
 class CheckPipeline:
@@ -80,20 +83,25 @@ class CheckPipeline:
         """
         started = time.perf_counter()
         sha = sha256_hex(data)
+        # Cheap next to sha256, and known before decoding: a listed file (HMA md5 /
+        # video_md5) is rejected even when the decoder cannot read it.
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
         progress = _Progress()
         try:
             async with asyncio.timeout(self.policy.deadline_s):
-                outcome = await self._decide(sha, data, actor, progress)
+                outcome = await self._decide(sha, md5, data, actor, progress)
         except TimeoutError:
             if progress.hashed:
                 why = f"no verdict within policy.deadline_s = {self.policy.deadline_s:g} s"
                 outcome = (await self._decided_meanwhile(sha)
                            or await self._unknown(sha, data, None, why))
             else:
-                outcome = await self._unhashable(
-                    sha, data, "deadline",
-                    f"not hashed within policy.deadline_s = {self.policy.deadline_s:g} s; "
-                    "hashing goes on, and a later try of the same bytes is answered from it")
+                outcome = (await self._exact_reject(sha, progress.lookup)
+                           or await self._unhashable(
+                               sha, data, "deadline",
+                               f"not hashed within policy.deadline_s = "
+                               f"{self.policy.deadline_s:g} s; hashing goes on, and a later "
+                               "try of the same bytes is answered from it"))
         if audit:  # the answer waits until its audit entry is committed
             await self.writes.audit_durable(AuditEntry(
                 actor=actor, action="check", sha256=sha, decision=outcome.decision,
@@ -135,15 +143,22 @@ class CheckPipeline:
                                        outcome.source.split(":", 1)[0]).inc()
             self.metrics.check_seconds.observe(time.perf_counter() - started)
 
-    async def _decide(self, sha: str, data: bytes, actor: str,
+    async def _decide(self, sha: str, md5: str, data: bytes, actor: str,
                       progress: _Progress) -> CheckOutcome:
         await self._current()
         lookup = await self.store.lookup(sha)
+        md5_hit = self.index.match_md5(md5)
+        if md5_hit is not None:
+            lookup = dataclasses.replace(lookup, md5_hit=md5_hit)
+        progress.lookup = lookup
         hashes = lookup.hashes
         if hashes is None and lookup.override is None:
             try:
                 hashes = await self._hash(sha, data, actor)
             except UnreadableImage as exc:
+                exact = await self._exact_reject(sha, lookup)
+                if exact is not None:
+                    return exact
                 if exc.kind in UNHASHABLE_KINDS:
                     return await self._unhashable(sha, data, exc.kind, exc.reason)
                 return CheckOutcome(sha, self.policy.actions.unreadable, "unreadable",
@@ -190,6 +205,15 @@ class CheckPipeline:
         if outcome is not None and outcome.detail.get("disputed") and self.review is not None:
             await self.review.add(sha, "disputed", outcome.reason, label=outcome.label, data=data)
         return outcome
+
+    async def _exact_reject(self, sha: str, lookup: Lookup | None) -> CheckOutcome | None:
+        """The rejection an exact list hit (sha256 or md5) makes without the pixels, for
+        bytes that could not be hashed; None if there is no such hit or it does not reject
+        (then the unreadable or unhashable policy decides, as without a list)."""
+        if lookup is None or (lookup.list_hit is None and lookup.md5_hit is None):
+            return None
+        outcome = await self._decide_known(sha, lookup)
+        return outcome if outcome is not None and outcome.decision == "reject" else None
 
     async def _hash(self, sha: str, data: bytes, actor: str) -> ImageHashes:
         """The hashes of ``data``, from the decode already running for these bytes if any.

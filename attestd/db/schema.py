@@ -87,6 +87,8 @@ hash_entries = Table(
     Column("pdq_quality", Integer, nullable=True),
     Column("phash", String(16), nullable=True),
     Column("sha256", String(64), nullable=True),
+    # md5 of the whole file (HMA md5 / video_md5 signals), matched before decoding.
+    Column("md5", String(32), nullable=True),
     Column("label", String(32), nullable=False),
     # e.g. "override:12", "verdict:7", "list:ncmec"
     Column("source", Text, nullable=False),
@@ -94,6 +96,22 @@ hash_entries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_hash_entries_source", "source"),
     Index("ix_hash_entries_sha256", "sha256"),
+    Index("ix_hash_entries_md5", "md5"),
+)
+
+# Hash lists fetched from a URL: where from, how often, and how the last refresh went
+# (a failed one keeps the list's entries as they were).
+hash_list_urls = Table(
+    "hash_list_urls",
+    metadata,
+    Column("source", String(80), primary_key=True),  # "list:NAME"
+    Column("url", Text, nullable=False),
+    Column("label", String(32), nullable=True),
+    Column("refresh_hours", Float, nullable=True),  # None: refreshed only by hand
+    Column("last_try_at", DateTime(timezone=True), nullable=True),
+    Column("last_ok_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("entries", Integer, nullable=True),
 )
 
 # Every change to hash_entries, in order, so each node process can keep its index in

@@ -458,6 +458,7 @@ class Store:
         now = utcnow()
         for row in rows:
             chunk.append({"pdq": None, "pdq_quality": None, "phash": None, "sha256": None,
+                          "md5": None,
                           **row, "label": row.get("label") or label, "source": source,
                           "active": True, "created_at": now})
             if len(chunk) >= batch:
@@ -474,13 +475,15 @@ class Store:
         now = utcnow()
         wanted: dict[tuple[Any, ...], dict[str, Any]] = {}
         for row in rows:
-            full = {"pdq": None, "pdq_quality": None, "phash": None, "sha256": None, **row,
+            full = {"pdq": None, "pdq_quality": None, "phash": None, "sha256": None,
+                    "md5": None, **row,
                     "label": row.get("label") or label}
             wanted.setdefault(_list_key(full), full)
         async with self.writing() as conn:
             existing: dict[tuple[Any, ...], list[int]] = {}
             for r in (await conn.execute(
-                    select(e.c.id, e.c.pdq, e.c.pdq_quality, e.c.phash, e.c.sha256, e.c.label)
+                    select(e.c.id, e.c.pdq, e.c.pdq_quality, e.c.phash, e.c.sha256, e.c.md5,
+                           e.c.label)
                     .where(and_(e.c.source == source, e.c.active.is_(True))))).all():
                 existing.setdefault(_list_key(r._mapping), []).append(r.id)
             # An entry stored twice by an older import keeps one copy.
@@ -528,17 +531,17 @@ class Store:
         return int(n)
 
     async def export_entries(self, source: str | None = None) -> AsyncIterator[
-            tuple[str | None, int | None, str | None, str | None, str, str]]:
-        """Active entries (pdq, quality, phash, sha256, label, source), in id order."""
+            tuple[str | None, int | None, str | None, str | None, str, str, str | None]]:
+        """Active entries (pdq, quality, phash, sha256, label, source, md5), in id order."""
         e = t.hash_entries
-        q = select(e.c.pdq, e.c.pdq_quality, e.c.phash, e.c.sha256, e.c.label, e.c.source
-                   ).where(e.c.active.is_(True)).order_by(e.c.id)
+        q = select(e.c.pdq, e.c.pdq_quality, e.c.phash, e.c.sha256, e.c.label, e.c.source,
+                   e.c.md5).where(e.c.active.is_(True)).order_by(e.c.id)
         if source:
             q = q.where(e.c.source == source)
         async with self.engine.connect() as conn:
             result = await conn.stream(q)
             async for r in result:
-                yield (r[0], r[1], r[2], r[3], r[4], r[5])
+                yield (r[0], r[1], r[2], r[3], r[4], r[5], r[6])
 
     async def load_active_entries(self) -> tuple[list[HashEntry], int]:
         """Every active entry and the newest event id (where to follow from)."""
@@ -635,7 +638,7 @@ def _verdict(r: Any) -> Verdict:
 
 def _entry(r: Any) -> HashEntry:
     return HashEntry(id=int(r.id), label=r.label, source=r.source, pdq=r.pdq,
-                     pdq_quality=r.pdq_quality, phash=r.phash, sha256=r.sha256)
+                     pdq_quality=r.pdq_quality, phash=r.phash, sha256=r.sha256, md5=r.md5)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -648,4 +651,5 @@ class ListChange:
 
 
 def _list_key(row: Any) -> tuple[Any, ...]:
-    return (row["pdq"], row["pdq_quality"], row["phash"], row["sha256"], row["label"])
+    return (row["pdq"], row["pdq_quality"], row["phash"], row["sha256"], row["md5"],
+            row["label"])

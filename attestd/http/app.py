@@ -14,6 +14,7 @@ from attestd.alerts.channels import DirectMessageChannel
 from attestd.alerts.notifier import Notifier
 from attestd.config import Config
 from attestd.federation.runtime import Federation, open_federation
+from attestd.hash_list_urls import refreshing
 from attestd.http import activitypub_routes, admin_api, admin_pages, hma_api, jobs, ops, scan
 from attestd.http.appkeys import CONFIG, FEDERATION, INDEX, METRICS, PIPELINE, SERVICES, STORE
 from attestd.http.errors import error_middleware
@@ -74,6 +75,7 @@ async def _node_services(app: web.Application) -> AsyncIterator[None]:
                 services.lemmy.aliases_of = await stack.enter_async_context(
                     open_pictrs_aliases(app[CONFIG]))
                 lemmy = asyncio.create_task(services.lemmy.run(), name="lemmy-follow-up")
+            await stack.enter_async_context(refreshing(services.store, app[CONFIG]))
             yield
             for task in (expiry, lemmy):
                 if task is not None:

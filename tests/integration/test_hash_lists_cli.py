@@ -30,7 +30,7 @@ def test_import_check_export_remove(cli_env: dict[str, str], tmp_path: Path) -> 
     exported = tmp_path / "out.csv"
     code, out = run_cli(cli_env, "hashes", "export", "--source", "partner", "-o", str(exported))
     assert code == 0 and "exported 2" in out
-    assert exported.read_text().splitlines()[0] == "pdq,pdq_quality,phash,sha256,label,source"
+    assert exported.read_text().splitlines()[0] == "pdq,pdq_quality,phash,sha256,label,source,md5"
     code, out = run_cli(cli_env, "hashes", "remove", "--source", "partner")
     assert code == 0 and "removed 2" in out
     code, out = run_cli(cli_env, "check", "--json", str(copy), str(same))
