@@ -209,7 +209,7 @@ class Fetcher:
                     ctype = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
                     if ctype not in _JSON_TYPES:
                         raise FetchError(f"GET {current} returned {ctype or 'no type'}, not JSON")
-                    body = await _read_capped(r, self.max_bytes, current)
+                    body = await read_capped(r, self.max_bytes, current)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if isinstance(exc.__cause__, BlockedAddressError):
                     raise exc.__cause__ from None
@@ -228,9 +228,11 @@ class Fetcher:
         raise FetchError(f"GET {url}: more than {self.max_redirects} redirects")
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+    """The body of ``resp``, read in chunks; FetchError once it passes ``limit`` bytes
+    (a declared length over it is refused before anything is read)."""
     if resp.content_length is not None and resp.content_length > limit:
-        raise FetchError(f"GET {url}: body of {resp.content_length} bytes is over {limit}")
+        raise FetchError(f"GET {url}: body of {resp.content_length} bytes is over {limit} bytes")
     buf = bytearray()
     async for chunk in resp.content.iter_chunked(65536):
         buf += chunk

@@ -16,7 +16,7 @@ import aiohttp
 from sqlalchemy import delete, insert, select, update
 
 from activitypub import ActivityPubError, BlockedAddressError
-from activitypub.fetch import check_url, make_session
+from activitypub.fetch import check_url, make_session, read_capped
 from attestd.config import Config
 from attestd.db import schema as t
 from attestd.db.store import ListChange, Store
@@ -98,7 +98,7 @@ async def fetch_list(url: str, *, allow_private: bool, max_bytes: int,
                         continue
                     if r.status != 200:
                         raise ListFetchError(f"GET {shown(current)} answered {r.status}")
-                    body = await _read_capped(r, max_bytes, current)
+                    body = await read_capped(r, max_bytes, current)
             except ActivityPubError as exc:
                 raise ListFetchError(str(exc).replace(current, shown(current))) from None
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -112,17 +112,6 @@ async def fetch_list(url: str, *, allow_private: bool, max_bytes: int,
             except UnicodeDecodeError:
                 raise ListFetchError(f"{shown(current)} is not UTF-8 text") from None
     raise ListFetchError(f"GET {shown(url)}: more than {MAX_REDIRECTS} redirects")
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
-    if resp.content_length is not None and resp.content_length > limit:
-        raise ListFetchError(f"{shown(url)} is over {limit} bytes")
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(65536):
-        buf += chunk
-        if len(buf) > limit:
-            raise ListFetchError(f"{shown(url)} is over {limit} bytes")
-    return bytes(buf)
 
 
 async def import_url(store: Store, cfg: Config, source: str, url: str, label: str | None,
