@@ -92,12 +92,9 @@ class S3Blobs:
                                 Key=self._key(sha256), Body=data)
 
     def _get(self, sha256: str) -> bytes | None:
-        try:
-            res = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))
-        except self.client.exceptions.NoSuchKey:
-            return None
-        body: bytes = res["Body"].read()
-        return body
+        from attestd.s3 import get_object_or_none  # boto3 only when S3 is used
+
+        return get_object_or_none(self.client, self.bucket, self._key(sha256))
 
     async def get(self, sha256: str) -> bytes | None:
         return await asyncio.to_thread(self._get, sha256)

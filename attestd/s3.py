@@ -20,3 +20,14 @@ def s3_client(cfg: SweepS3Config) -> Any:
         config=BotoConfig(retries={"mode": "adaptive", "max_attempts": 10},
                           connect_timeout=10, read_timeout=60,
                           max_pool_connections=64))
+
+
+def get_object_or_none(client: Any, bucket: str, key: str) -> bytes | None:
+    """The bytes of ``key``, or None when there is no such object (blocking: run it in a
+    thread)."""
+    try:
+        res = client.get_object(Bucket=bucket, Key=key)
+    except client.exceptions.NoSuchKey:
+        return None
+    body: bytes = res["Body"].read()
+    return body

@@ -82,12 +82,9 @@ class S3Evidence:
             raise EvidenceFilesError(f"cannot write evidence to {self.where}: {exc}") from None
 
     def _get(self, name: str) -> bytes | None:
-        try:
-            res = self.client.get_object(Bucket=self.bucket, Key=self.prefix + check_name(name))
-        except self.client.exceptions.NoSuchKey:
-            return None
-        body: bytes = res["Body"].read()
-        return body
+        from attestd.s3 import get_object_or_none  # boto3 only when S3 is used
+
+        return get_object_or_none(self.client, self.bucket, self.prefix + check_name(name))
 
     async def get(self, name: str) -> bytes | None:
         return await asyncio.to_thread(self._get, name)
