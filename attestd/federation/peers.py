@@ -16,7 +16,7 @@ from attestd.db.store import Store
 from attestd.decisions import ATTESTATION_SOURCE
 from attestd.federation.attestations import Attestation, AttestationError, parse_attestation
 from attestd.model import INDEXED_LABELS, AuditEntry, as_utc, utcnow
-from attestd.trust import Trust
+from attestd.trust import Trust, indexed_from_peer
 
 Stored = Literal["stored", "updated", "unchanged", "retracted_earlier"]
 
@@ -258,9 +258,7 @@ def _entries(row_id: int, att: Attestation, trust: Trust,
              perceptual_ok: bool) -> list[dict[str, Any]]:
     """Hash entries for an attestation: bad labels from any trusted peer; ok only from a
     full peer opted into perceptual ok. Nothing from a peer trusted none."""
-    if trust == "none":
-        return []
-    if att.label == "ok" and not (trust == "full" and perceptual_ok):
+    if not indexed_from_peer(trust, att.label, perceptual_ok):
         return []
     if att.label != "ok" and att.label not in INDEXED_LABELS:
         return []

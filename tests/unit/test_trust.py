@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from attestd.trust import PeerClaim, weigh_claims
+import ast
+from pathlib import Path
+
+import attestd
+from attestd.trust import TRUST_LEVELS, PeerClaim, weigh_claims
 
 
 def claim(label: str, trust: str = "full", issuer: str = "https://a.example/actor",
@@ -59,3 +63,42 @@ def test_strongest_label_and_human_review_decide_provenance() -> None:
                       claim("csam_suspect", issuer="https://c.example/actor", method="human_review")])
     assert v is not None and v.label == "csam_suspect"
     assert v.claim.issuer == "https://c.example/actor" and v.claim.method == "human_review"
+
+
+def _trust_comparisons(tree: ast.AST) -> list[tuple[int, str]]:
+    """Comparisons of something named trust/level with a trust level's literal name, and
+    SQL ``in_``/``not_in`` filters over such literals."""
+    levels = set(TRUST_LEVELS)
+
+    def literals(node: ast.expr) -> set[str]:
+        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return {e.value for e in items if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            for i, op in enumerate(operands):
+                others = " ".join(ast.unparse(o) for j, o in enumerate(operands) if j != i)
+                if literals(op) & levels and ("trust" in others or "level" in others):
+                    found.append((node.lineno, ast.unparse(node)))
+                    break
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("in_", "not_in")
+              and any(literals(a) & levels for a in node.args)):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_trust_levels_are_compared_only_in_the_trust_module() -> None:
+    """Every trust rule has one home (issue 17 item 3): elsewhere a trust level is passed
+    to trust.py's functions, never compared by name, so no second copy of a rule drifts."""
+    root = Path(attestd.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path == root / "trust.py" or "migrations" in path.parts:
+            continue
+        for line, text in _trust_comparisons(ast.parse(path.read_text(), str(path))):
+            offenders.append(f"{path.relative_to(root.parent)}:{line}: {text}")
+    assert not offenders, ("trust decided outside attestd/trust.py; call its rules instead:\n"
+                           + "\n".join(offenders))
