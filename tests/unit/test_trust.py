@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import ast
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 import attestd
-from attestd.trust import TRUST_LEVELS, PeerClaim, weigh_claims
+from attestd.trust import (
+    COUNTED,
+    TRUST_LEVELS,
+    PeerClaim,
+    claim_live,
+    counts,
+    decides_nothing,
+    indexed_from_peer,
+    job_is_moot,
+    may_allow,
+    may_allow_perceptually,
+    weigh_claims,
+)
 
 
 def claim(label: str, trust: str = "full", issuer: str = "https://a.example/actor",
@@ -63,6 +78,79 @@ def test_strongest_label_and_human_review_decide_provenance() -> None:
                       claim("csam_suspect", issuer="https://c.example/actor", method="human_review")])
     assert v is not None and v.label == "csam_suspect"
     assert v.claim.issuer == "https://c.example/actor" and v.claim.method == "human_review"
+
+
+@pytest.mark.parametrize(("trust", "label", "perceptual_ok", "indexed"), [
+    ("none", "csam_suspect", False, False),
+    ("none", "ok", True, False),
+    ("bad_only", "nsfw", False, True),
+    ("bad_only", "ok", False, False),
+    ("bad_only", "ok", True, False),  # opted in, but the level does not allow ok at all
+    ("full", "blocked", False, True),
+    ("full", "ok", False, False),  # a perceptual ok needs the admin's opt-in
+    ("full", "ok", True, True),
+    ("weird", "csam_suspect", False, False),  # an unknown level counts for nothing
+])
+def test_what_a_peer_puts_in_the_index(trust: str, label: str, perceptual_ok: bool,
+                                       indexed: bool) -> None:
+    assert indexed_from_peer(trust, label, perceptual_ok) is indexed
+
+
+@pytest.mark.parametrize(("trust", "label", "why"), [
+    ("none", "nsfw", "peer trusted none: it decides nothing"),
+    ("none", "ok", "peer trusted none: it decides nothing"),
+    ("bad_only", "ok", "peer trusted bad_only: its ok decides nothing"),
+    ("bad_only", "csam_suspect", None),
+    ("full", "ok", None),
+    ("full", "blocked", None),
+])
+def test_what_a_peers_claim_decides(trust: str, label: str, why: str | None) -> None:
+    assert decides_nothing(trust, label) == why
+    # The index and the weighing agree: a claim that decides nothing never decides.
+    if why is not None:
+        assert weigh_claims([claim(label, trust=trust)]) is None
+
+
+@pytest.mark.parametrize(("trust", "counted", "allows", "perceptually"), [
+    ("none", False, False, False),
+    ("bad_only", True, False, False),
+    ("full", True, True, True),
+    ("", False, False, False),
+])
+def test_who_counts_and_who_may_allow(trust: str, counted: bool, allows: bool,
+                                      perceptually: bool) -> None:
+    assert counts(trust) is counted and (trust in COUNTED) is counted
+    assert may_allow(trust) is allows
+    assert may_allow_perceptually(trust) is perceptually
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("expires", "live"), [
+    (None, True),
+    (NOW + timedelta(seconds=1), True),
+    (NOW, False),  # expiring now is expired
+    (NOW - timedelta(days=1), False),
+])
+def test_an_expired_attestation_no_longer_counts(expires: datetime | None, live: bool) -> None:
+    assert claim_live(expires, NOW) is live
+
+
+@pytest.mark.parametrize(("judged_here", "claims", "moot"), [
+    (False, [], False),
+    (True, [], True),  # our own verdict or an override
+    (False, [claim("nsfw", trust="bad_only")], True),
+    (False, [claim("ok")], True),
+    (False, [claim("ok", trust="bad_only")], False),  # that ok decides nothing
+    (False, [claim("csam_suspect", trust="none")], False),
+    # A dispute still wants our classifier's view.
+    (False, [claim("ok"), claim("nsfw", issuer="https://b.example/actor")], False),
+    (True, [claim("ok"), claim("nsfw", issuer="https://b.example/actor")], True),
+])
+def test_when_a_queued_job_is_moot(judged_here: bool, claims: list[PeerClaim],
+                                   moot: bool) -> None:
+    assert job_is_moot(judged_here, weigh_claims(claims)) is moot
 
 
 def _trust_comparisons(tree: ast.AST) -> list[tuple[int, str]]:
