@@ -25,6 +25,8 @@ Trust = Literal["none", "bad_only", "full"]
 TRUST_LEVELS: tuple[Trust, ...] = ("none", "bad_only", "full")
 # The levels whose attestations count at all; the store's SQL filter is built from it.
 COUNTED: frozenset[Trust] = frozenset({"bad_only", "full"})
+# How far a source that is not (or no longer) a peer is trusted: not at all.
+UNTRUSTED: Trust = "none"
 
 # Stronger labels decide provenance when several peers say bad.
 _SEVERITY = {"csam_suspect": 3, "blocked": 2, "nsfw": 1}

@@ -12,6 +12,7 @@ import attestd
 from attestd.trust import (
     COUNTED,
     TRUST_LEVELS,
+    UNTRUSTED,
     PeerClaim,
     claim_live,
     counts,
@@ -116,6 +117,7 @@ def test_what_a_peers_claim_decides(trust: str, label: str, why: str | None) -> 
     ("bad_only", True, False, False),
     ("full", True, True, True),
     ("", False, False, False),
+    (UNTRUSTED, False, False, False),  # a source that is not a peer
 ])
 def test_who_counts_and_who_may_allow(trust: str, counted: bool, allows: bool,
                                       perceptually: bool) -> None:
