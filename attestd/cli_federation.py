@@ -30,7 +30,7 @@ from attestd.federation.store import FederationStore
 from attestd.keys import load_keys
 from attestd.review import REVIEW_KINDS, ReviewQueue
 from attestd.services import NodeServices, open_services
-from attestd.trust import TRUST_LEVELS
+from attestd.trust import TRUST_LEVELS, may_allow_perceptually
 from scanner import ImageHashes, UnreadableImage, normalise_hex, sha256_hex
 
 
@@ -78,7 +78,7 @@ def peers() -> None:
 def peers_add(target: str, trust: str, perceptual_ok: bool) -> None:
     """Follow TARGET (actor URL or @name@host) with the given trust; the node sends the
     Follow and reads their outbox once they accept."""
-    if perceptual_ok and trust != "full":
+    if perceptual_ok and not may_allow_perceptually(trust):
         raise click.UsageError("--perceptual-ok needs --trust full")
     cfg = command_config()
 
@@ -139,7 +139,7 @@ def peers_list(as_json: bool) -> None:
 @click.option("--perceptual-ok/--no-perceptual-ok", default=False)
 def peers_trust(actor: str, level: str, perceptual_ok: bool) -> None:
     """Change how far ACTOR is trusted; decisions follow at once."""
-    if perceptual_ok and level != "full":
+    if perceptual_ok and not may_allow_perceptually(level):
         raise click.UsageError("--perceptual-ok needs trust full")
     cfg = command_config()
 

@@ -29,7 +29,7 @@ from attestd.model import (
     utcnow,
 )
 from attestd.sanitise import clean_json, clean_text
-from attestd.trust import PeerClaim
+from attestd.trust import COUNTED, PeerClaim, claim_live
 from scanner import FrameHashes, ImageHashes
 
 
@@ -116,18 +116,18 @@ class Store:
 
     async def _claims(self, conn: AsyncConnection, where: Any, match: str = "sha256",
                       distances: dict[int, tuple[str, int]] | None = None) -> list[PeerClaim]:
-        """Live attestations (not retracted, not expired) from peers trusted above none."""
+        """Live attestations (not retracted, not expired) from peers whose trust counts
+        (the rules are trust.py's: ``COUNTED``, ``claim_live``)."""
         now = utcnow()
         a, p = t.attestations, t.peers
         rows = (await conn.execute(
             select(a.c.id, a.c.object_id, a.c.issuer, a.c.label, a.c.method, a.c.expires,
                    p.c.trust)
             .join(p, p.c.actor == a.c.issuer)
-            .where(and_(where, a.c.retracted_at.is_(None), p.c.trust != "none")))).all()
+            .where(and_(where, a.c.retracted_at.is_(None), p.c.trust.in_(sorted(COUNTED)))))).all()
         out = []
         for r in rows:
-            expires = as_utc(r.expires)
-            if expires is not None and expires <= now:
+            if not claim_live(as_utc(r.expires), now):
                 continue
             kind, distance = (distances or {}).get(int(r.id), (match, 0))
             out.append(PeerClaim(attestation=r.object_id, issuer=r.issuer, trust=r.trust,

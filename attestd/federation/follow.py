@@ -11,7 +11,7 @@ from attestd.errors import AttestdError
 from attestd.federation.peers import PeerStore
 from attestd.federation.publisher import Identity
 from attestd.federation.store import FederationStore
-from attestd.trust import Trust
+from attestd.trust import Trust, may_allow_perceptually
 
 
 class FollowError(AttestdError):
@@ -44,7 +44,7 @@ async def follow_peer(*, fetcher: Fetcher, peers: PeerStore, fstore: FederationS
 
     Raises FollowError, or activitypub's FetchError/RemoteProtocolError if it cannot be read.
     """
-    if perceptual_ok and trust != "full":
+    if perceptual_ok and not may_allow_perceptually(trust):
         raise FollowError("perceptual ok needs trust full")
     actor_url = await resolve_actor(fetcher, target, plain_http=plain_http)
     if actor_url == me.actor:

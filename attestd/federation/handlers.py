@@ -24,6 +24,7 @@ from attestd.federation.peers import PeerStore
 from attestd.federation.store import FederationStore
 from attestd.logs import REPEAT_KEY
 from attestd.model import AuditEntry
+from attestd.trust import decides_nothing
 from attestd.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,8 @@ class ActivityHandler:
         if replace and actor != att.issuer:
             return self._done("refused", "only the issuer may update its attestation", actor,
                               "attestation_refused", sha256=att.sha256)
-        note = "" if peer.trust != "none" else " (peer trusted none: it decides nothing)"
-        if att.label == "ok" and peer.trust == "bad_only":
-            note = " (peer trusted bad_only: its ok decides nothing)"
+        why = decides_nothing(peer.trust, att.label)
+        note = f" ({why})" if why else ""
 
         def audit(result: str) -> AuditEntry:
             return _audit_entry(actor, "attestation_" + result, sha256=att.sha256,

@@ -16,7 +16,7 @@ from attestd.federation.peers import Peer, PeerStore
 from attestd.federation.publisher import Identity
 from attestd.federation.store import FederationStore
 from attestd.model import AuditEntry
-from attestd.trust import TRUST_LEVELS, Trust
+from attestd.trust import TRUST_LEVELS, Trust, may_allow_perceptually
 
 
 class ManageError(AttestdError):
@@ -41,7 +41,7 @@ def check_trust(level: str, perceptual_ok: bool) -> Trust:
     """``level`` as a trust level, or ManageError saying what is allowed."""
     if level not in TRUST_LEVELS:
         raise ManageError(f"trust must be one of {', '.join(TRUST_LEVELS)}")
-    if perceptual_ok and level != "full":
+    if perceptual_ok and not may_allow_perceptually(level):
         raise ManageError("perceptual ok needs trust full")
     return level
 

@@ -16,7 +16,7 @@ from attestd.db.store import Store
 from attestd.decisions import ATTESTATION_SOURCE
 from attestd.federation.attestations import Attestation, AttestationError, parse_attestation
 from attestd.model import INDEXED_LABELS, AuditEntry, as_utc, utcnow
-from attestd.trust import Trust
+from attestd.trust import UNTRUSTED, Trust, indexed_from_peer
 
 Stored = Literal["stored", "updated", "unchanged", "retracted_earlier"]
 
@@ -109,7 +109,7 @@ class PeerStore:
         if peer is None:
             return None
         async with self.store.writing() as conn:
-            await self._reindex(conn, actor, "none", False)
+            await self._reindex(conn, actor, UNTRUSTED, False)
             await conn.execute(delete(t.attestations).where(t.attestations.c.issuer == actor))
             await conn.execute(delete(t.peers).where(t.peers.c.actor == actor))
             await self.store.judgement_changed(conn, "*")
@@ -150,7 +150,7 @@ class PeerStore:
 
     async def _store_in(self, conn: AsyncConnection, att: Attestation, body: dict[str, Any],
                         replace: bool, peer: Peer | None) -> Stored:
-        trust: Trust = peer.trust if peer is not None else "none"
+        trust: Trust = peer.trust if peer is not None else UNTRUSTED
         perceptual_ok = peer.perceptual_ok if peer is not None else False
         a = t.attestations
         values = dict(issuer=att.issuer, sha256=att.sha256, label=att.label, method=att.method,
@@ -258,9 +258,7 @@ def _entries(row_id: int, att: Attestation, trust: Trust,
              perceptual_ok: bool) -> list[dict[str, Any]]:
     """Hash entries for an attestation: bad labels from any trusted peer; ok only from a
     full peer opted into perceptual ok. Nothing from a peer trusted none."""
-    if trust == "none":
-        return []
-    if att.label == "ok" and not (trust == "full" and perceptual_ok):
+    if not indexed_from_peer(trust, att.label, perceptual_ok):
         return []
     if att.label != "ok" and att.label not in INDEXED_LABELS:
         return []

@@ -16,7 +16,7 @@ from attestd.jobs.store import ClaimedJob, CompleteOutcome, JobStore
 from attestd.jobs.wakeups import POLL_S_UNLISTENED, Wakeups
 from attestd.model import Verdict
 from attestd.review import ReviewQueue
-from attestd.trust import weigh_claims
+from attestd.trust import job_is_moot, weigh_claims
 from scanner import ImageHashes
 from scanner.classifier import Classification
 
@@ -147,7 +147,7 @@ class JobQueue:
             judged = lookup.verdict is not None or lookup.override is not None
             peers = (weigh_claims(lookup.claims, quorum=self.settings.quorum)
                      if lookup.claims else None)
-            if judged or (peers is not None and not peers.disputed):
+            if job_is_moot(judged, peers):
                 how = ("judged meanwhile by " + (peers.claim.attestation if peers and not judged
                                                  else "this node"))
                 await self.jobs.settle(worker, job.id, how)
