@@ -168,6 +168,11 @@ class BadHashIndex:
             if not self._is_low(self._entries[key]):
                 self._keep(found, IndexMatch(self._entries[key], "phash", d, frame, variant))
 
+    @property
+    def has_md5_entries(self) -> bool:
+        """Whether any entry is an md5 of a file, which only the file's bytes can match."""
+        return bool(self._md5)
+
     def match_md5(self, md5: str) -> HashEntry | None:
         """The entry (lowest id) whose md5 is exactly ``md5``: a listed file's bytes."""
         ids = self._md5.get(md5)

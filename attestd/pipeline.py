@@ -120,8 +120,9 @@ class CheckPipeline:
     async def decide_stored(self, sha: str) -> CheckOutcome | None:
         """Decide an image from what is stored about its sha256, without its bytes.
 
-        None when the bytes are needed: the image was never hashed here, or nobody has
-        judged it and a classifier could. Not audited (the caller records the check).
+        None when the bytes are needed: the image was never hashed here, nobody has
+        judged it and a classifier could, or it would be accepted while md5 entries are
+        listed (only the bytes give its md5). Not audited (the caller records the check).
         """
         started = time.perf_counter()
         await self._current()
@@ -134,6 +135,8 @@ class CheckPipeline:
                 return None
             outcome = decide_unknown(sha, self.policy, "nobody has judged this image and no "
                                      "classifier is enabled", lookup.hashes)
+        if outcome.decision == "accept" and self.index.has_md5_entries:
+            return None  # an md5 entry (md5, video_md5) could match the bytes: fetch them
         self._count(outcome, started)
         return outcome
 

@@ -66,3 +66,27 @@ async def test_a_listed_video_the_decoder_cannot_read_is_rejected_by_its_md5(
     assert status == 406 and body["source"] == "list:te", body
     status, body = await _post(node, unlisted, "video/mp4")
     assert status == 200 and body["label"] == "unreadable", body
+
+
+async def test_a_stored_image_listed_by_md5_is_not_decided_without_its_bytes(
+        aiohttp_client: Any, tmp_path: Path, db_url: str) -> None:
+    # A sweep decides images it has hashed before from their stored sha256; an md5 entry
+    # can only be matched against the bytes, so with any md5 listed it must fetch them.
+    from attestd.http.appkeys import PIPELINE
+
+    cfg, env = make_config_env(tmp_path, db_url)
+    photo = jpeg(78)
+    node = await aiohttp_client(create_app(cfg))
+    status, body = await _post(node, photo, "image/jpeg")
+    assert status == 200, body
+    pipeline = node.app[PIPELINE]
+    await pipeline.writes.flush()
+    sha = hashlib.sha256(photo).hexdigest()
+    assert (await pipeline.decide_stored(sha)) is not None  # decided from what is stored
+    signals = tmp_path / "signals.txt"
+    signals.write_text(f"md5 {_md5(photo)}\n")
+    await _import(env, signals, "te")
+    assert await async_wait_for(lambda: len(node.app[INDEX]) >= 1, timeout=5)
+    assert await pipeline.decide_stored(sha) is None  # the bytes are needed now
+    status, body = await _post(node, photo, "image/jpeg")
+    assert status == 406 and body["source"] == "list:te", body
